@@ -1,0 +1,103 @@
+"""Notebook hygiene, and the whole sequence on the smoke profile."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+import utils as U
+from xldrift import runner
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOKS = runner.notebook_paths()
+
+
+def _cells(nb: Path) -> list[dict]:
+    return json.loads(nb.read_text())["cells"]
+
+
+def test_all_six_notebooks_exist():
+    assert [nb.name[:2] for nb in NOTEBOOKS] == ["01", "02", "03", "04", "05", "06"]
+
+
+@pytest.mark.parametrize("nb", NOTEBOOKS, ids=lambda p: p.name)
+def test_source_notebooks_are_clean(nb):
+    for c in _cells(nb):
+        if c["cell_type"] == "code":
+            assert not c["outputs"] and c["execution_count"] is None, f"{nb.name} has outputs"
+
+
+@pytest.mark.parametrize("nb", NOTEBOOKS, ids=lambda p: p.name)
+def test_anatomy_title_nav_parameters_results(nb):
+    cells = _cells(nb)
+    text = ["".join(c["source"]) for c in cells]
+    nav = U.nav_line(nb.name[:2])
+    assert text[0].startswith(f"# {nb.name[:2]} · "), "title first"
+    assert nav in text[0], f"nav line missing or stale at the top of {nb.name}: expected {nav}"
+    assert nav in text[-1], f"nav line missing or stale at the end of {nb.name}"
+    assert any(t.startswith("## Results") for t in text), "a Results section"
+    params = [c for c in cells if "parameters" in c.get("metadata", {}).get("tags", [])]
+    assert len(params) == 1
+    for line in "".join(params[0]["source"]).splitlines():
+        assert "#" in line, f"parameter without a comment: {line}"
+
+
+@pytest.mark.slow
+def test_smoke_profile_runs_the_whole_sequence(tmp_path):
+    out = tmp_path / "out"
+    env = {**os.environ, "XLDRIFT_OUT": str(out)}
+    proc = subprocess.run([sys.executable, str(ROOT / "run_study.py"), "--profile", "smoke"], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=1500)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    executed = sorted((out / "notebooks" / "executed" / "smoke").glob("*.ipynb"))
+    assert [p.name[:2] for p in executed] == ["01", "02", "03", "04", "05", "06"]
+    for p in executed:
+        meta = json.loads(p.read_text())["metadata"]["xldrift"]
+        assert meta["source_hash"] == runner.source_hash("smoke")
+    res = out / "results" / "smoke"
+    items = pd.read_csv(res / "items.csv")
+    assert set(items["role"]) == {"train", "val", "eval", "drift"}
+    for name, cols in {
+        "accuracy.csv": ["model", "task", "source", "target", "seed", "condition", "accuracy", "n"],
+        "drift.csv": ["model", "task", "source", "target", "seed", "layer", "pooling", "metric", "similarity"],
+        "alignment.csv": ["model", "task", "source", "target", "seed", "layer", "pooling", "metric", "state", "similarity"],
+        "distances.csv": ["lang_a", "lang_b", "kind", "database", "value"],
+        "correlations.csv": ["x", "y", "layer", "pooling", "metric", "database", "method", "r", "p", "p_perm",
+                             "ci_low", "ci_high", "p_adj", "n"],
+        "intervention.csv": ["model", "task", "source", "target", "seed", "condition", "frozen_layers", "accuracy", "n"],
+    }.items():
+        df = pd.read_csv(res / name)
+        assert list(df.columns)[: len(cols)] == cols, name
+        assert len(df) > 0, name
+    acc = pd.read_csv(res / "accuracy.csv")
+    assert acc["accuracy"].between(0, 1).all()
+    assert set(acc["target"]) == {"en", "de", "ru", "ar", "sw", "zh"}
+    drift = pd.read_csv(res / "drift.csv")
+    assert drift["similarity"].notna().all()
+    corr = pd.read_csv(res / "correlations.csv")
+    assert (corr["n"] <= 5).all()  # five non-source targets: same-language pairs never enter
+    assert any((out / "figures" / "smoke").glob("*.png"))
+
+
+def test_committed_executed_copies_are_current():
+    """Executed copies must come from the current code: re-run the profile after a change."""
+    for profile_dir in sorted((ROOT / "notebooks" / "executed").glob("*")):
+        profile = profile_dir.name
+        if not (ROOT / "profiles" / f"{profile}.yaml").is_file():
+            continue
+        copies = sorted(profile_dir.glob("0*.ipynb"))
+        copies = [c for c in copies if "FAILED" not in c.name]
+        assert copies, f"{profile_dir} holds no executed notebooks"
+        want = runner.source_hash(profile)
+        for c in copies:
+            meta = json.loads(c.read_text())["metadata"].get("xldrift", {})
+            assert meta.get("source_hash") == want, (
+                f"{c.relative_to(ROOT)} is stale (made from sources {meta.get('source_hash')}, now {want}): "
+                f"re-run `python run_study.py --profile {profile}` and commit the executed copies"
+            )

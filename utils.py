@@ -1,0 +1,131 @@
+"""The notebooks' one import: ``import utils as U``.
+
+Re-exports the package API and adds what only notebooks need: parameter
+set-up, the navigation line, tidy table display and figure saving.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import os
+import random
+import sys
+import types
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parent
+if str(ROOT) not in sys.path:  # notebooks run from notebooks/
+    sys.path.insert(0, str(ROOT))
+
+from xldrift import data, io, languages, models, params, paths, plots, runner, splits, tokens, transfer  # noqa: E402
+
+NOTEBOOK_TITLES = {
+    "01": "Data",
+    "02": "Fine-tuning",
+    "03": "Extraction",
+    "04": "Drift",
+    "05": "Correlations",
+    "06": "Intervention",
+}
+
+HEADLESS = os.environ.get("XLDRIFT_HEADLESS") == "1"
+PROGRESS = not HEADLESS  # progress bars are for people; headless runs log one line per stage
+
+
+def _notebook_file(number: str) -> Path:
+    found = sorted((ROOT / "notebooks").glob(f"{number}_*.ipynb"))
+    if not found:
+        raise FileNotFoundError(f"no notebook {number}_*.ipynb in {ROOT / 'notebooks'}")
+    return found[0]
+
+
+def nav_line(number: str) -> str:
+    """The navigation line of notebook ``number`` (checked by a test)."""
+    nums = sorted(NOTEBOOK_TITLES)
+    i = nums.index(number)
+    parts = []
+    if i > 0:
+        p = nums[i - 1]
+        parts.append(f"[← {p} · {NOTEBOOK_TITLES[p]}]({_notebook_file(p).name})")
+    parts.append("[README](../README.md)")
+    if i + 1 < len(nums):
+        n = nums[i + 1]
+        parts.append(f"[{n} · {NOTEBOOK_TITLES[n]} →]({_notebook_file(n).name})")
+    return " | ".join(parts)
+
+
+def log(msg: str) -> None:
+    """One timestamped line per stage (what a headless run prints)."""
+    print(f"[{dt.datetime.now():%H:%M:%S}] {msg}", flush=True)
+
+
+def setup(number: str, namespace: dict[str, Any]) -> types.SimpleNamespace:
+    """Validate this notebook's parameters, seed everything, record them.
+
+    Args:
+        number: the notebook's two-digit number.
+        namespace: ``globals()`` of the notebook; only the names declared in its
+            ``parameters`` cell are read.
+
+    Returns:
+        A namespace with the parameters plus ``targets`` (resolved language
+        list, where the notebook has languages), ``results`` and ``figures``
+        (output folders).
+    """
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s", force=True)
+    for noisy in ("transformers", "urllib3", "filelock", "httpx", "datasets", "numba", "matplotlib"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    declared = runner.notebook_parameters(_notebook_file(number))
+    values = params.validate({k: namespace[k] for k in declared})
+    cfg = types.SimpleNamespace(**values)
+    if "task" in values:
+        cfg.targets = params.resolve_targets(values)
+    cfg.results = paths.results_dir(values["profile"])
+    cfg.figures = paths.figures_dir(values["profile"])
+    cfg.results.mkdir(parents=True, exist_ok=True)
+    cfg.figures.mkdir(parents=True, exist_ok=True)
+    seed = (values.get("seeds") or [values.get("item_seed", 0)])[0]
+    random.seed(seed)
+    np.random.seed(seed)
+    _record(cfg.results / "config.json", number, values)
+    log(f"{number} · {NOTEBOOK_TITLES[number]}: profile {values['profile']}")
+    return cfg
+
+
+def _record(path: Path, number: str, values: dict[str, Any]) -> None:
+    current = json.loads(path.read_text()) if path.is_file() else {}
+    current.setdefault("notebooks", {})[number] = values
+    io.write_json(current, path)
+
+
+def show(df: pd.DataFrame, caption: str | None = None, digits: int = 3, max_rows: int = 40) -> Any:
+    """Display a tidy table, rounded, with an optional caption."""
+    shown = df.head(max_rows) if len(df) > max_rows else df
+    sty = shown.style.format(precision=digits, na_rep="–").hide(axis="index")
+    if caption:
+        sty = sty.set_caption(caption)
+    return sty
+
+
+def savefig(fig: Any, cfg: types.SimpleNamespace, name: str, dpi: int = 110) -> Path:
+    """Save ``fig`` as ``figures/<profile>/<name>.png`` (it is also shown inline)."""
+    path = cfg.figures / f"{name}.png"
+    with io.atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=dpi, bbox_inches="tight", format="png")
+    return path
+
+
+def files_written(cfg: types.SimpleNamespace, names: list[str]) -> pd.DataFrame:
+    """A table of output files with their sizes, for the Results section."""
+    rows = []
+    for n in names:
+        p = cfg.results / n if not n.endswith(".png") else cfg.figures / n
+        rows.append({"file": str(p.relative_to(paths.out_root())) if p.is_relative_to(paths.out_root()) else str(p),
+                     "exists": p.is_file(), "kB": round(p.stat().st_size / 1024, 1) if p.is_file() else None})
+    return pd.DataFrame(rows)

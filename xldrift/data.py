@@ -1,0 +1,224 @@
+"""Task data in one schema, whatever the source.
+
+A split of one language is a DataFrame with columns
+
+    id     int  row index in the source file (parallel across languages)
+    group  int  premise group (XNLI) or the row itself (SIB-200)
+    text_a str  XNLI premise / SIB-200 sentence
+    text_b str  XNLI hypothesis / None for SIB-200
+    label  int  XNLI 0/1/2 = entailment/neutral/contradiction; SIB-200 0..6
+
+Sources are tried in this order (the first that has the files wins, and the
+choice is logged): ``$XLDRIFT_DATA`` (an error if set but missing), the
+repository's ``data/``, the offline mirror ``../shared/data`` beside the
+repository, then the Hugging Face Hub (``facebook/xnli``, ``Davlan/sib200``).
+"""
+
+from __future__ import annotations
+
+import csv
+import functools
+import logging
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from xldrift.languages import XNLI_LANGUAGES
+from xldrift.paths import ROOT
+
+log = logging.getLogger(__name__)
+
+TASKS = ("xnli", "sib200")
+XNLI_LABELS = ("entailment", "neutral", "contradiction")
+SIB200_LABELS = (
+    "science/technology", "travel", "politics", "sports", "health", "entertainment", "geography",
+)
+SPLITS = {"xnli": ("dev", "test"), "sib200": ("train", "dev", "test")}
+HUB_IDS = {"xnli": "facebook/xnli", "sib200": "Davlan/sib200"}
+HUB_SPLITS = {"dev": "validation", "test": "test", "train": "train"}
+
+
+class DataError(ValueError):
+    """Missing, truncated or non-parallel task data."""
+
+
+def labels(task: str) -> tuple[str, ...]:
+    """Label names of ``task`` in label-id order."""
+    _check_task(task)
+    return XNLI_LABELS if task == "xnli" else SIB200_LABELS
+
+
+def _check_task(task: str) -> None:
+    if task not in TASKS:
+        raise ValueError(f"unknown task {task!r}; valid: {', '.join(TASKS)}")
+
+
+def _has_task(root: Path, task: str) -> bool:
+    return (root / task).is_dir() and any((root / task).iterdir())
+
+
+def data_root(task: str) -> tuple[Path | None, str]:
+    """Where ``task``'s files come from: ``(folder, description)``.
+
+    Returns ``(None, 'hub')`` when no local copy exists.
+
+    Raises:
+        DataError: ``$XLDRIFT_DATA`` is set but does not hold the task.
+    """
+    _check_task(task)
+    env = os.environ.get("XLDRIFT_DATA")
+    if env:
+        root = Path(env).expanduser()
+        if not _has_task(root, task):
+            raise DataError(
+                f"XLDRIFT_DATA={env} does not contain a '{task}/' folder; "
+                f"unset it to use data/ or ../shared/data, or point it at a folder holding {task}/"
+            )
+        return root, f"$XLDRIFT_DATA ({root})"
+    for root, what in ((ROOT / "data", "data/"), (ROOT.parent / "shared" / "data", "offline mirror")):
+        if _has_task(root, task):
+            return root, f"{what} ({root.resolve()})"
+    return None, f"Hugging Face Hub ({HUB_IDS[task]})"
+
+
+def available_languages(task: str) -> list[str]:
+    """Language codes available for ``task`` from the resolved source."""
+    root, _ = data_root(task)
+    if task == "xnli":
+        if root is None:
+            return sorted(XNLI_LANGUAGES)
+        return sorted(p.stem.split("-", 1)[1] for p in (root / "xnli").glob("test-*.tsv"))
+    if root is None:
+        raise DataError("listing SIB-200 languages needs a local copy (set XLDRIFT_DATA)")
+    return sorted(p.name for p in (root / "sib200").iterdir() if (p / "test.tsv").is_file())
+
+
+def data_file(task: str, lang: str, split: str) -> Path | None:
+    """The local file holding ``(task, lang, split)``, or None for the Hub."""
+    root, _ = data_root(task)
+    if root is None:
+        return None
+    return root / "xnli" / f"{split}-{lang}.tsv" if task == "xnli" else root / "sib200" / lang / f"{split}.tsv"
+
+
+def _read_tsv(path: Path, n_fields: int, header: bool) -> list[list[str]]:
+    if not path.is_file():
+        raise DataError(f"missing data file: {path}")
+    with path.open(encoding="utf-8", newline="") as f:
+        rows = list(csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE))
+    if header:
+        rows = rows[1:]
+    for i, r in enumerate(rows):
+        if len(r) != n_fields:
+            raise DataError(f"{path}: row {i + 1} has {len(r)} fields, expected {n_fields}: {r[:3]!r}")
+    return rows
+
+
+def _xnli_frame(rows: list[list[str]], path: object) -> pd.DataFrame:
+    ids = {name: i for i, name in enumerate(XNLI_LABELS)}
+    bad = next((i for i, r in enumerate(rows) if r[2] not in ids), None)
+    if bad is not None:
+        raise DataError(f"{path}: row {bad + 1} has label {rows[bad][2]!r}; valid: {', '.join(XNLI_LABELS)}")
+    premise = [r[0] for r in rows]
+    # A premise group is a run of rows sharing one premise (three hypotheses each).
+    new_group = np.r_[True, np.array(premise[1:]) != np.array(premise[:-1])] if rows else np.array([], bool)
+    return pd.DataFrame({
+        "id": np.arange(len(rows)),
+        "group": np.cumsum(new_group) - 1,
+        "text_a": premise,
+        "text_b": [r[1] for r in rows],
+        "label": [ids[r[2]] for r in rows],
+    })
+
+
+def _sib_frame(rows: list[list[str]], path: object) -> pd.DataFrame:
+    ids = {name: i for i, name in enumerate(SIB200_LABELS)}
+    bad = next((i for i, r in enumerate(rows) if r[1] not in ids), None)
+    if bad is not None:
+        raise DataError(f"{path}: row {bad + 1} has category {rows[bad][1]!r}; valid: {', '.join(SIB200_LABELS)}")
+    return pd.DataFrame({
+        "id": np.arange(len(rows)),
+        "group": np.arange(len(rows)),
+        "text_a": [r[2] for r in rows],
+        "text_b": None,
+        "label": [ids[r[1]] for r in rows],
+        "index_id": [int(r[0]) for r in rows],
+    })
+
+
+def _load_hub(task: str, lang: str, split: str) -> pd.DataFrame:
+    """Load one split from the Hugging Face Hub (parquet; no script loader)."""
+    import datasets  # imported lazily: slow, and unused offline
+
+    try:
+        ds = datasets.load_dataset(HUB_IDS[task], lang, split=HUB_SPLITS[split])
+    except Exception as e:  # noqa: BLE001 - re-raised with what was tried
+        raise DataError(
+            f"no local copy of {task} and the Hub dataset {HUB_IDS[task]} ({lang}, {split}) could not be "
+            f"loaded ({type(e).__name__}: {e}); set XLDRIFT_DATA to a folder with {task}/ files"
+        ) from None
+    if task == "xnli":
+        rows = [[r["premise"], r["hypothesis"], XNLI_LABELS[r["label"]]] for r in ds]
+        return _xnli_frame(rows, f"{HUB_IDS[task]}:{lang}:{split}")
+    rows = [[str(r["index_id"]), r["category"], r["text"]] for r in ds]
+    return _sib_frame(rows, f"{HUB_IDS[task]}:{lang}:{split}")
+
+
+@functools.lru_cache(maxsize=512)
+def _load_cached(task: str, lang: str, split: str, root_key: str) -> pd.DataFrame:
+    path = data_file(task, lang, split)
+    if path is None:
+        return _load_hub(task, lang, split)
+    if task == "xnli":
+        return _xnli_frame(_read_tsv(path, 3, header=False), path)
+    return _sib_frame(_read_tsv(path, 3, header=True), path)
+
+
+def load_split(task: str, lang: str, split: str) -> pd.DataFrame:
+    """One split of one language in the common schema (a fresh copy).
+
+    Raises:
+        ValueError: unknown task or split.
+        DataError: the file is missing or malformed.
+    """
+    _check_task(task)
+    if split not in SPLITS[task]:
+        raise ValueError(f"unknown {task} split {split!r}; valid: {', '.join(SPLITS[task])}")
+    root, _ = data_root(task)
+    return _load_cached(task, lang, split, str(root)).copy()
+
+
+def load_parallel(task: str, langs: list[str], split: str) -> dict[str, pd.DataFrame]:
+    """Load ``split`` for every language and assert that they are parallel."""
+    root, where = data_root(task)
+    log.info("loading %s %s for %d languages from %s", task, split, len(langs), where)
+    frames = {lang: load_split(task, lang, split) for lang in langs}
+    check_parallel(frames, task, split)
+    return frames
+
+
+def check_parallel(frames: dict[str, pd.DataFrame], task: str, split: str) -> None:
+    """Same row count, identical labels and premise-group boundaries everywhere.
+
+    Raises:
+        DataError: naming the file of the first offending language and its first bad row.
+    """
+    if not frames:
+        return
+    ref_lang, ref = next(iter(frames.items()))
+    for lang, df in frames.items():
+        where = data_file(task, lang, split) or f"{HUB_IDS[task]}:{lang}:{split}"
+        if len(df) != len(ref):
+            raise DataError(
+                f"{where}: {len(df)} rows but {ref_lang} has {len(ref)}; the {task} {split} files must be parallel "
+                f"(truncated file?); first missing row: {min(len(df), len(ref)) + 1}"
+            )
+        for col in ("label", "group"):
+            bad = np.flatnonzero(df[col].to_numpy() != ref[col].to_numpy())
+            if bad.size:
+                what = "label" if col == "label" else "premise-group boundary"
+                raise DataError(
+                    f"{where}: row {bad[0] + 1} differs from {ref_lang} in its {what}; the files are not parallel"
+                )

@@ -1,0 +1,108 @@
+"""Atomic file and directory writes, and small manifests.
+
+Every cache entry and result table is written to a temporary sibling first and
+then renamed into place, so an interrupted run never leaves a half-written file
+that a later run would mistake for a finished one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any, Iterator
+
+import pandas as pd
+
+MANIFEST = "manifest.json"
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """Yield a temporary file path that is renamed onto ``path`` on success.
+
+    On an exception the temporary file is removed and ``path`` is untouched.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        os.replace(tmp_path, path)
+    finally:
+        if tmp_path.exists():
+            tmp_path.unlink()
+
+
+@contextlib.contextmanager
+def atomic_dir(path: str | Path) -> Iterator[Path]:
+    """Yield a temporary directory that replaces ``path`` on success.
+
+    The caller fills the directory; a ``manifest.json`` written last marks it
+    complete (see :func:`is_complete`). On an exception the temporary directory
+    is deleted and any existing ``path`` is left as it was.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    try:
+        yield tmp
+        if path.exists():
+            shutil.rmtree(path)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def write_manifest(directory: str | Path, info: dict[str, Any]) -> None:
+    """Write ``manifest.json`` (the completion marker) into ``directory``."""
+    with atomic_path(Path(directory) / MANIFEST) as tmp:
+        tmp.write_text(json.dumps(info, indent=2, sort_keys=True, default=str))
+
+
+def read_manifest(directory: str | Path) -> dict[str, Any] | None:
+    """Return the manifest of a cache directory, or None if it is incomplete."""
+    f = Path(directory) / MANIFEST
+    if not f.is_file():
+        return None
+    try:
+        return json.loads(f.read_text())
+    except json.JSONDecodeError:
+        return None
+
+
+def is_complete(directory: str | Path) -> bool:
+    """True when ``directory`` holds a readable manifest (was finished)."""
+    return read_manifest(directory) is not None
+
+
+def write_csv(df: pd.DataFrame, path: str | Path) -> Path:
+    """Write a table atomically (no index column)."""
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        df.to_csv(tmp, index=False)
+    return path
+
+
+def write_json(obj: Any, path: str | Path) -> Path:
+    """Write JSON atomically, keys sorted, 2-space indent."""
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
+    return path
+
+
+def stable_hash(obj: Any, length: int = 12) -> str:
+    """A short, order-independent hash of a JSON-serialisable object.
+
+    Used to key caches by everything that determines their content.
+    """
+    blob = json.dumps(obj, sort_keys=True, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()[:length]
