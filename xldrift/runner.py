@@ -175,6 +175,8 @@ def execute(profile: str, values: dict[str, Any], notebooks: list[Path]) -> int:
     out_dir = paths.executed_dir(profile)
     out_dir.mkdir(parents=True, exist_ok=True)
     os.environ["XLDRIFT_HEADLESS"] = "1"
+    # the kernel runs in notebooks/; utils.py and the package live in the repository root
+    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(paths.ROOT), os.environ.get("PYTHONPATH")]))
     run_info = {"profile": profile, "commit": git_commit(), "source_hash": source_hash(profile),
                 "python": sys.version.split()[0], "started": dt.datetime.now().isoformat(timespec="seconds")}
     io.write_json({**run_info, "parameters": values}, paths.results_dir(profile) / "config.json")
@@ -185,22 +187,25 @@ def execute(profile: str, values: dict[str, Any], notebooks: list[Path]) -> int:
         failed = out_dir / nb.name.replace(".ipynb", ".FAILED.ipynb")
         t0 = time.time()
         print(f"[{dt.datetime.now():%H:%M:%S}] {nb.name}: running", flush=True)
-        with io.atomic_path(target) as tmp:
-            try:
-                pm.execute_notebook(
-                    str(nb), str(tmp), parameters=nb_params, kernel_name=KERNEL, cwd=str(NOTEBOOKS),
-                    progress_bar=False, log_output=False, report_mode=False,
-                )
-            except pm.PapermillExecutionError as e:
-                tmp.replace(failed)
-                print(f"FAILED: {nb.name}, cell {e.cell_index} (execution count {e.exec_count}): "
-                      f"{e.ename}: {e.evalue}\npartial copy kept at {failed}", file=sys.stderr)
-                return 1
-            meta = json.loads(tmp.read_text())
-            meta["metadata"]["xldrift"] = {**run_info, "parameters": nb_params,
-                                           "duration_s": round(time.time() - t0, 1)}
-            tmp.write_text(json.dumps(meta, indent=1, ensure_ascii=False) + "\n")
-            _relink(tmp)
+        tmp = out_dir / f".tmp-{nb.name}"
+        try:
+            pm.execute_notebook(
+                str(nb), str(tmp), parameters=nb_params, kernel_name=KERNEL, cwd=str(NOTEBOOKS),
+                progress_bar=False, log_output=False, report_mode=False,
+            )
+        except pm.PapermillExecutionError as e:
+            tmp.replace(failed)
+            print(f"FAILED: {nb.name}, cell {e.cell_index} (execution count {e.exec_count}): "
+                  f"{e.ename}: {e.evalue}\npartial copy kept at {failed}", file=sys.stderr)
+            return 1
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        meta = json.loads(tmp.read_text())
+        meta["metadata"]["xldrift"] = {**run_info, "parameters": nb_params, "duration_s": round(time.time() - t0, 1)}
+        tmp.write_text(json.dumps(meta, indent=1, ensure_ascii=False) + "\n")
+        _relink(tmp)
+        os.replace(tmp, target)
         if failed.exists():
             failed.unlink()
         print(f"[{dt.datetime.now():%H:%M:%S}] {nb.name}: done in {time.time() - t0:.0f} s", flush=True)
