@@ -13,6 +13,7 @@ import os
 import random
 import sys
 import types
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +24,7 @@ ROOT = Path(__file__).resolve().parent
 if str(ROOT) not in sys.path:  # notebooks run from notebooks/
     sys.path.insert(0, str(ROOT))
 
-from xldrift import data, io, languages, models, params, paths, plots, runner, splits, tokens, transfer  # noqa: E402
+from xldrift import data, evaluate, finetune, io, languages, models, params, paths, plots, runner, splits, tokens, transfer  # noqa: E402
 
 NOTEBOOK_TITLES = {
     "01": "Data",
@@ -36,6 +37,12 @@ NOTEBOOK_TITLES = {
 
 HEADLESS = os.environ.get("XLDRIFT_HEADLESS") == "1"
 PROGRESS = not HEADLESS  # progress bars are for people; headless runs log one line per stage
+if HEADLESS:
+    os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
+    import transformers
+
+    transformers.utils.logging.disable_progress_bar()
+warnings.filterwarnings("ignore", message="IProgress not found")
 
 
 def _notebook_file(number: str) -> Path:
@@ -78,7 +85,9 @@ def setup(number: str, namespace: dict[str, Any]) -> types.SimpleNamespace:
         list, where the notebook has languages), ``results`` and ``figures``
         (output folders).
     """
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s", force=True)
+    # headless: warnings only (plus one U.log line per stage); interactive: the package's INFO lines too
+    level = logging.WARNING if HEADLESS else logging.INFO
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", force=True)
     for noisy in ("transformers", "urllib3", "filelock", "httpx", "datasets", "numba", "matplotlib"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     declared = runner.notebook_parameters(_notebook_file(number))

@@ -1,4 +1,4 @@
-"""Tests for xldrift.models: E5S1 parsing, conversion, loading and errors."""
+"""Tests for xldrift.e5s1 (parsing, conversion) and xldrift.models (loading, errors)."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ import torch
 from tokenizers import Tokenizer, models as tk_models, pre_tokenizers
 from transformers import BertConfig, BertModel, PreTrainedTokenizerFast
 
-from xldrift import io, models, paths
+from xldrift import e5s1, io, models, paths
 
 TINY = dict(H=32, NL=2, NH=2, FF=64, VOC=12, MAXP=16, TVS=2, eps=1e-12)
 PIECES = ["<s>", "<pad>", "</s>", "<unk>", "▁a", "▁b", "▁c", "ä", "猫"]
@@ -96,7 +96,7 @@ def write_tiny_e5s1(path: Path, *, drop: str | None = None, magic: bytes = b"E5S
 def test_read_e5s1_header_and_tokenizer(tmp_path):
     f = tmp_path / "tiny.bin"
     write_tiny_e5s1(f)
-    header, tok, _ = models.read_e5s1(f)
+    header, tok, _ = e5s1.read_e5s1(f)
     assert (header["hidden_size"], header["num_layers"], header["num_heads"], header["ffn_size"],
             header["vocab_size"], header["max_positions"], header["type_vocab_size"]) == (
         TINY["H"], TINY["NL"], TINY["NH"], TINY["FF"], TINY["VOC"], TINY["MAXP"], TINY["TVS"])
@@ -110,7 +110,7 @@ def test_read_e5s1_header_and_tokenizer(tmp_path):
 def test_read_e5s1_dequantises_exactly(tmp_path):
     f = tmp_path / "tiny.bin"
     expected = write_tiny_e5s1(f, seed=3)
-    _, _, tensors = models.read_e5s1(f)
+    _, _, tensors = e5s1.read_e5s1(f)
     assert set(tensors) == set(expected)
     for name, want in expected.items():
         got = tensors[name]
@@ -122,35 +122,35 @@ def test_read_e5s1_dequantises_exactly(tmp_path):
 
 def test_dequantize_q4_0_drops_row_padding():
     raw, want = _q4_bytes_and_values(3, 40, np.random.default_rng(1))  # 2 blocks a row, 24 padded
-    got = models.dequantize_q4_0(raw, (3, 40))
+    got = e5s1.dequantize_q4_0(raw, (3, 40))
     np.testing.assert_array_equal(got, want)
     with pytest.raises(ValueError, match="bytes"):
-        models.dequantize_q4_0(raw[:-18], (3, 40))
+        e5s1.dequantize_q4_0(raw[:-18], (3, 40))
 
 
 def test_read_e5s1_rejects_malformed_files(tmp_path):
     bad = tmp_path / "bad.bin"
     write_tiny_e5s1(bad, magic=b"GGUF")
     with pytest.raises(ValueError, match="E5S1"):
-        models.read_e5s1(bad)
+        e5s1.read_e5s1(bad)
     good = tmp_path / "good.bin"
     write_tiny_e5s1(good)
     cut = tmp_path / "cut.bin"
     cut.write_bytes(good.read_bytes()[:200])
     with pytest.raises(ValueError, match="malformed"):
-        models.read_e5s1(cut)
+        e5s1.read_e5s1(cut)
     short = tmp_path / "short.bin"
     write_tiny_e5s1(short, drop="l1.fo.b")
     with pytest.raises(ValueError, match="l1.fo.b"):
-        models.read_e5s1(short)
+        e5s1.read_e5s1(short)
 
 
 # --------------------------------------------------------------- conversion
 def test_e5s1_to_bert_places_every_tensor(tmp_path):
     f = tmp_path / "tiny.bin"
     expected = write_tiny_e5s1(f, seed=5)
-    header, _, tensors = models.read_e5s1(f)
-    model = models.e5s1_to_bert(header, tensors)
+    header, _, tensors = e5s1.read_e5s1(f)
+    model = e5s1.e5s1_to_bert(header, tensors)
     assert model.pooler is None and not model.training
     assert sum(p.numel() for p in model.parameters()) == sum(v.size for v in expected.values())
     # The name table of the format description, written out independently of the module.

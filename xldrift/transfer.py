@@ -95,6 +95,9 @@ def compare_published(ours: pd.Series, published: pd.DataFrame, model: str = "mB
     table = table.sort_values(f"rank {model}")
     if len(common) < 4:
         return Comparison(table, f"only {len(common)} languages in common with {model}: no rank correlation")
+    if table["ours"].nunique() == 1:
+        return Comparison(table, "every language has the same accuracy here (the model has not learned the task): "
+                                 "no rank correlation")
     rho, p = st.spearmanr(table["ours"], table[model])
     text = (f"Spearman rho between our per-language accuracy and {model}'s = {rho:.2f} (p = {p:.3g}, "
             f"n = {len(common)} languages, source included).")

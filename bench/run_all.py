@@ -1,0 +1,109 @@
+"""Run every benchmark and write ``bench/results.json`` and the table in ``bench/README.md``.
+
+Each figure is the median of several runs, and every speed-up is a ratio
+against a baseline measured in the same run on the same machine.
+
+    python bench/run_all.py [--quick] [--skip e2e]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(HERE))
+
+
+def machine() -> dict:
+    import torch
+
+    cpu = "unknown"
+    try:
+        cpu = next(l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(), "torch": torch.__version__,
+            "numpy": np.__version__, "threads": torch.get_num_threads(), "gpu": torch.cuda.is_available()}
+
+
+def _run_profile(profile: str, out: Path, cache: Path, sets: list[str] = ()) -> dict:
+    env = {**os.environ, "XLDRIFT_OUT": str(out), "XLDRIFT_CACHE": str(cache)}
+    cmd = [sys.executable, str(ROOT / "run_study.py"), "--profile", profile]
+    for s in sets:
+        cmd += ["--set", s]
+    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    t0 = time.perf_counter()
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    wall = time.perf_counter() - t0
+    if proc.returncode != 0:
+        raise RuntimeError(f"{profile} failed:\n{proc.stderr[-2000:]}")
+    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    return {"wall_s": round(wall, 1), "peak_rss_mb": round(max(peak, before) / 1024, 1)}
+
+
+def end_to_end(profile: str = "smoke") -> dict:
+    """Cold run (empty cache, model conversion included), then an unchanged re-run."""
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        cold = _run_profile(profile, tmp / "out", tmp / "cache")
+        warm = _run_profile(profile, tmp / "out", tmp / "cache")
+    return {"profile": profile, "cold": cold, "warm": warm, "warm_over_cold": round(warm["wall_s"] / cold["wall_s"], 3)}
+
+
+def recorded_durations(profile: str) -> dict:
+    """Per-notebook durations stamped into the committed executed copies of ``profile``."""
+    out = {}
+    for nb in sorted((ROOT / "notebooks" / "executed" / profile).glob("0*.ipynb")):
+        meta = json.loads(nb.read_text())["metadata"].get("xldrift", {})
+        if "duration_s" in meta:
+            out[nb.stem] = meta["duration_s"]
+    if out:
+        out["total_s"] = round(sum(out.values()), 1)
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--quick", action="store_true", help="fewer repeats")
+    ap.add_argument("--skip", nargs="*", default=[], choices=["cka", "extract", "e2e", "scale"])
+    args = ap.parse_args()
+    repeats = 3 if args.quick else 5
+    results: dict = {"machine": machine(), "when": time.strftime("%Y-%m-%d %H:%M")}
+    if "cka" not in args.skip:
+        import bench_cka
+
+        results["cka"] = bench_cka.run(repeats=repeats)
+    if "extract" not in args.skip:
+        import bench_extract
+
+        results["extract"] = bench_extract.run(n_items=2000, repeats=max(2, repeats - 2))
+    if "scale" not in args.skip:
+        import bench_scale
+
+        results["scale"] = bench_scale.run()
+    if "e2e" not in args.skip:
+        results["end_to_end"] = {"smoke": end_to_end("smoke"),
+                                 "default_recorded": recorded_durations("default"),
+                                 "full_recorded": recorded_durations("full")}
+    (HERE / "results.json").write_text(json.dumps(results, indent=2, default=str) + "\n")
+    import report
+
+    report.write(results, HERE / "README.md")
+    print(json.dumps(results, indent=1, default=str)[:4000])
+
+
+if __name__ == "__main__":
+    main()
