@@ -24,7 +24,9 @@ ROOT = Path(__file__).resolve().parent
 if str(ROOT) not in sys.path:  # notebooks run from notebooks/
     sys.path.insert(0, str(ROOT))
 
-from xldrift import data, evaluate, finetune, io, languages, models, params, paths, plots, runner, splits, tokens, transfer  # noqa: E402
+from xldrift import (  # noqa: E402
+    claims, classifier, correlation, data, drift, evaluate, extract, finetune, intervention, io, languages, metrics, models, params, paths, plots, runner, splits, stats, tokens, transfer, typology,
+)
 
 NOTEBOOK_TITLES = {
     "01": "Data",
@@ -122,12 +124,10 @@ def show(df: pd.DataFrame, caption: str | None = None, digits: int = 3, max_rows
     return sty
 
 
-def savefig(fig: Any, cfg: types.SimpleNamespace, name: str, dpi: int = 110) -> Path:
+def savefig(fig: Any, cfg: types.SimpleNamespace, name: str, dpi: int = 110) -> None:
     """Save ``fig`` as ``figures/<profile>/<name>.png`` (it is also shown inline)."""
-    path = cfg.figures / f"{name}.png"
-    with io.atomic_path(path) as tmp:
+    with io.atomic_path(cfg.figures / f"{name}.png") as tmp:
         fig.savefig(tmp, dpi=dpi, bbox_inches="tight", format="png")
-    return path
 
 
 def files_written(cfg: types.SimpleNamespace, names: list[str]) -> pd.DataFrame:

@@ -85,15 +85,22 @@ def test_smoke_profile_runs_the_whole_sequence(tmp_path):
     assert any((out / "figures" / "smoke").glob("*.png"))
 
 
+def _committed_executed_copies() -> dict[str, list[Path]]:
+    listed = subprocess.run(["git", "ls-files", "notebooks/executed"], cwd=ROOT, capture_output=True, text=True)
+    files = [ROOT / f for f in listed.stdout.split()] if listed.returncode == 0 else \
+        list((ROOT / "notebooks" / "executed").glob("*/0*.ipynb"))
+    by_profile: dict[str, list[Path]] = {}
+    for f in files:
+        if f.suffix == ".ipynb" and "FAILED" not in f.name and f.is_file():
+            by_profile.setdefault(f.parent.name, []).append(f)
+    return by_profile
+
+
 def test_committed_executed_copies_are_current():
     """Executed copies must come from the current code: re-run the profile after a change."""
-    for profile_dir in sorted((ROOT / "notebooks" / "executed").glob("*")):
-        profile = profile_dir.name
-        if not (ROOT / "profiles" / f"{profile}.yaml").is_file():
-            continue
-        copies = sorted(profile_dir.glob("0*.ipynb"))
-        copies = [c for c in copies if "FAILED" not in c.name]
-        assert copies, f"{profile_dir} holds no executed notebooks"
+    for profile, copies in sorted(_committed_executed_copies().items()):
+        assert (ROOT / "profiles" / f"{profile}.yaml").is_file(), f"executed copies of unknown profile {profile}"
+        assert len(copies) == len(NOTEBOOKS), f"{profile}: {len(copies)} executed notebooks, expected {len(NOTEBOOKS)}"
         want = runner.source_hash(profile)
         for c in copies:
             meta = json.loads(c.read_text())["metadata"].get("xldrift", {})

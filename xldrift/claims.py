@@ -88,6 +88,9 @@ def _rank_verdict(summaries: dict[str, dict]) -> str:
 
 
 def _claim_ac(rows: pd.DataFrame, alpha: float) -> tuple[str, str]:
+    if not len(rows) or not np.isfinite(rows["r"].to_numpy(dtype=float)).any():
+        # e.g. accuracy constant across targets: no correlation is defined, so nothing was tested
+        return NOT_EVALUATED, "no finite correlation (a variable is constant or too few languages)"
     s = _by_x(rows, alpha)
     if not s:
         return NOT_EVALUATED, "no rows"

@@ -274,7 +274,7 @@ def _train(cfg: FinetuneConfig, model: EncoderClassifier, tokenizer: Any, train_
             warmup_steps=cfg.warmup_ratio,  # a float < 1 is read as a ratio of all steps
             lr_scheduler_type="linear", weight_decay=cfg.weight_decay, max_grad_norm=cfg.max_grad_norm,
             optim="adamw_torch", eval_strategy="epoch" if val is not None else "no",
-            logging_strategy="steps", logging_steps=max(1, min(10, steps_per_epoch)),
+            logging_strategy="steps", logging_steps=max(1, min(10, steps_per_epoch * cfg.epochs // 20)),  # ~20+ points per curve
             save_strategy="no", report_to="none", disable_tqdm=not progress,
             dataloader_num_workers=0, use_cpu=not torch.cuda.is_available(),
             seed=cfg.seed, data_seed=cfg.seed, label_names=["labels"],

@@ -92,20 +92,16 @@ def is_complete(directory: str | Path) -> bool:
     return read_manifest(directory) is not None
 
 
-def write_csv(df: pd.DataFrame, path: str | Path) -> Path:
+def write_csv(df: pd.DataFrame, path: str | Path) -> None:
     """Write a table atomically (no index column)."""
-    path = Path(path)
-    with atomic_path(path) as tmp:
+    with atomic_path(Path(path)) as tmp:
         df.to_csv(tmp, index=False)
-    return path
 
 
-def write_json(obj: Any, path: str | Path) -> Path:
+def write_json(obj: Any, path: str | Path) -> None:
     """Write JSON atomically, keys sorted, 2-space indent."""
-    path = Path(path)
-    with atomic_path(path) as tmp:
+    with atomic_path(Path(path)) as tmp:
         tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
-    return path
 
 
 def stable_hash(obj: Any, length: int = 12) -> str:

@@ -1,0 +1,407 @@
+"""Inputs, covariates and computed readings of the correlation study (notebook 05).
+
+The statistics themselves live in :mod:`xldrift.stats` and the verdicts in
+:mod:`xldrift.claims`; this module prepares their inputs from the tables of
+notebooks 01-04 and turns their outputs into the sentences and small tables
+the notebook prints, so that no number in the notebook's prose is typed by
+hand.
+
+* Impact of fine-tuning on a target's representation space at a layer is
+  ``1 - similarity`` of its pre and post representations (Philippy, Guo &
+  Haddadan 2023, their Phi_i(S, T), with linear CKA of Kornblith et al. 2019).
+* The pretraining-size covariate is the size of the target language's share
+  of the model's pretraining corpus: CC-100 GiB for the XLM-R family (XLM-R,
+  and multilingual-e5, which is initialised from it; Conneau et al. 2020,
+  Table 6) and Wikipedia article counts for mBERT (Devlin et al. 2019 trained
+  it on Wikipedia), chosen by the model's name.
+* The smallest attainable permutation p follows from the number of distinct
+  label permutations (Phipson & Smyth 2010); the smallest attainable adjusted
+  p from the adjustment's definition (Holm 1979; Benjamini & Hochberg 1995).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import re
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+from xldrift import claims, stats, typology
+
+log = logging.getLogger(__name__)
+
+DRIFT_NEED = ("model", "source", "target", "seed", "layer", "pooling", "metric", "similarity")
+ACCURACY_NEED = ("model", "source", "target", "seed", "condition", "accuracy")
+CORPORA = {
+    "cc100": ("cc100_gib", "CC-100 size in GiB (Conneau et al. 2020, Table 6)"),
+    "wikipedia": ("wiki_articles_k", "Wikipedia articles in thousands (Meta-Wiki list, 2020)"),
+}
+AGREEMENT_ALL_PAIRS_MAX = 20  # above this many languages URIEL+ over all pairs takes minutes
+
+
+def _need(df: pd.DataFrame, columns: Sequence[str], name: str) -> None:
+    missing = [c for c in columns if c not in df.columns]
+    if missing:
+        raise ValueError(f"{name} lacks column(s) {missing}; expected {list(columns)}")
+
+
+# -- inputs ------------------------------------------------------------------------
+def impact_table(drift: pd.DataFrame, *, poolings: Sequence[str], metrics: Sequence[str],
+                 sources: Sequence[str] | None = None, targets: Sequence[str] | None = None) -> pd.DataFrame:
+    """Impact per seed from notebook 04's ``drift.csv``, for the requested poolings and metrics.
+
+    Args:
+        drift: ``model, task, source, target, seed, layer, pooling, metric, similarity``.
+        poolings, metrics: which to keep; each must be present in ``drift``.
+        sources, targets: languages to keep (default: all).
+
+    Returns:
+        ``source, target, seed, layer, pooling, metric, value`` with
+        ``value = 1 - similarity``.
+
+    Raises:
+        ValueError: a missing column, or a pooling/metric that ``drift`` lacks.
+    """
+    _need(drift, DRIFT_NEED, "drift.csv")
+    for name, asked in (("pooling", poolings), ("metric", metrics)):
+        absent = [v for v in asked if v not in set(drift[name])]
+        if absent:
+            raise ValueError(f"drift.csv has no {name} {absent}; it holds {sorted(set(drift[name]))}")
+    d = _languages(drift[drift["pooling"].isin(poolings) & drift["metric"].isin(metrics)], sources, targets, "drift.csv")
+    out = d.assign(value=1.0 - d["similarity"])
+    return out[["source", "target", "seed", "layer", "pooling", "metric", "value"]].reset_index(drop=True)
+
+
+def accuracy_inputs(accuracy: pd.DataFrame, condition: str = "full", *, sources: Sequence[str] | None = None,
+                    targets: Sequence[str] | None = None) -> pd.DataFrame:
+    """Zero-shot accuracy per seed of one fine-tuning condition: ``source, target, seed, value``."""
+    _need(accuracy, ACCURACY_NEED, "accuracy.csv")
+    a = accuracy[accuracy["condition"] == condition]
+    if a.empty:
+        raise ValueError(f"accuracy.csv has no rows with condition {condition!r}; "
+                         f"conditions: {sorted(set(accuracy['condition']))}")
+    a = _languages(a, sources, targets, "accuracy.csv")
+    return a.rename(columns={"accuracy": "value"})[["source", "target", "seed", "value"]].reset_index(drop=True)
+
+
+def _languages(df: pd.DataFrame, sources: Sequence[str] | None, targets: Sequence[str] | None,
+               name: str) -> pd.DataFrame:
+    """Rows of the given sources and targets; every requested language must be there."""
+    for col, asked in (("source", sources), ("target", targets)):
+        if asked is None:
+            continue
+        absent = sorted(set(asked) - set(df[col]))
+        if absent:
+            raise ValueError(f"{name} has no {col} {absent}; it holds {sorted(set(df[col]))}")
+        df = df[df[col].isin(asked)]
+    return df
+
+
+def model_name(*tables: pd.DataFrame) -> str:
+    """The one model named in every table's ``model`` column; raises if they disagree."""
+    names = sorted({str(m) for t in tables for m in t["model"].unique()})
+    if len(names) != 1:
+        raise ValueError(f"the input tables must come from one model; found {names}")
+    return names[0]
+
+
+def seed_spread(impact: pd.DataFrame, accuracy: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """How much impact and accuracy vary over fine-tuning seeds (before they are averaged).
+
+    Args:
+        impact: from :func:`impact_table`.
+        accuracy: from :func:`accuracy_inputs`.
+
+    Returns:
+        ``(impact_spread, accuracy_spread)``. The first has one row per
+        (pooling, metric): ``n_seeds``, ``median_sd`` and ``max_sd`` of impact
+        across seeds over all (target, layer) cells, and ``median_impact``.
+        The second one row per (source, target): ``mean, sd, min, max,
+        n_seeds``. ``sd`` (ddof = 1) is NaN with a single seed.
+    """
+    keys = ["source", "target", "pooling", "metric", "layer"]
+    cells = impact.groupby(keys)["value"].agg(["mean", "std", "count"]).reset_index()
+    imp = cells.groupby(["pooling", "metric"]).agg(
+        n_seeds=("count", "max"), median_sd=("std", "median"), max_sd=("std", "max"),
+        median_impact=("mean", "median")).reset_index()
+    acc = accuracy.groupby(["source", "target"])["value"].agg(
+        mean="mean", sd="std", min="min", max="max", n_seeds="count").reset_index()
+    return imp, acc
+
+
+def family_sizes(pairs: pd.DataFrame) -> pd.DataFrame:
+    """Per (x group, y) of a pair table: number of cells and the largest number of pairs in a cell."""
+    sizes = pairs.groupby(stats.KEYS, dropna=False).size().rename("n").reset_index()
+    sizes["x"] = sizes["x"].astype(str).str.split(":").str[0]
+    return sizes.groupby(["x", "y"]).agg(cells=("n", "size"), pairs_per_cell=("n", "max")).reset_index()
+
+
+# -- covariates --------------------------------------------------------------------
+def pretraining_corpus(model: str) -> str | None:
+    """``"cc100"`` for the XLM-R family (incl. multilingual-e5), ``"wikipedia"`` for mBERT, else None."""
+    name = str(model).lower()
+    tokens = set(re.split(r"[/_\-.\s]+", name))
+    if "xlm-roberta" in name or tokens & {"xlmr", "e5"} or name.startswith("e5"):
+        return "cc100"
+    if "bert-base-multilingual" in name or "mbert" in tokens:
+        return "wikipedia"
+    return None
+
+
+def pretraining_covariate(model: str, languages: pd.DataFrame, sizes: pd.DataFrame,
+                          xlmr: pd.DataFrame | None = None) -> tuple[pd.Series, str]:
+    """Pretraining data size of each task language for ``model``'s corpus.
+
+    Looked up by task code in ``sizes`` (``data/pretraining_size.csv``), then
+    by ISO 639-3 code, then (CC-100 only) in ``xlmr`` (``data/xlmr_languages.csv``)
+    by ISO code or its macrolanguage (:data:`xldrift.typology.MACROLANGUAGE`).
+
+    Args:
+        model: the model name (decides the corpus, see :func:`pretraining_corpus`).
+        languages: notebook 01's ``languages.csv`` (``code, iso639_3``).
+        sizes, xlmr: the two committed tables.
+
+    Returns:
+        ``(size, description)``: size per task code (NaN where unknown; empty
+        when no corpus is known for the model) and what the numbers are.
+    """
+    _need(languages, ("code", "iso639_3"), "languages.csv")
+    corpus = pretraining_corpus(model)
+    if corpus is None:
+        return pd.Series(dtype=float, name="size"), f"no pretraining-size table for model {model!r}"
+    column, what = CORPORA[corpus]
+    by_code = sizes.set_index("task_code")[column].dropna()
+    by_iso = sizes.set_index("iso639_3")[column].dropna()
+    extra = (xlmr.groupby("iso639_3")["cc100_gib"].max() if xlmr is not None and corpus == "cc100"
+             else pd.Series(dtype=float))
+    out = {}
+    for code, iso in zip(languages["code"], languages["iso639_3"]):
+        macro = typology.MACROLANGUAGE.get(iso, "")
+        found = [t[k] for t, k in ((by_code, code), (by_iso, iso), (extra, iso), (extra, macro)) if k in t.index]
+        out[code] = float(found[0]) if found else np.nan
+    return pd.Series(out, name="size", dtype=float), what
+
+
+# -- coverage ----------------------------------------------------------------------
+def exclusions(coverage: pd.DataFrame, distances: pd.DataFrame) -> pd.DataFrame:
+    """Every (language, kind, database) a database does not cover, checked against the distances.
+
+    Args:
+        coverage: the coverage table of :func:`xldrift.typology.compute_distances`.
+        distances: its distance table.
+
+    Returns:
+        The rows of ``coverage`` whose status is not ``ok`` (fallbacks,
+        exclusions, pairs that could not be compared).
+
+    Raises:
+        ValueError: if an excluded language still has a distance in that
+            kind and database (an exclusion that did not happen).
+    """
+    out = coverage[coverage["status"] != "ok"].reset_index(drop=True)
+    for r in out[out["status"] == "excluded"].itertuples():
+        d = distances[(distances["kind"] == r.kind) & (distances["database"] == r.database)]
+        if ((d["lang_a"] == r.task_code) | (d["lang_b"] == r.task_code)).any():
+            raise ValueError(f"{r.task_code} is excluded from {r.database} {r.kind} but still has distances")
+    return out
+
+
+def agreement_pairs(n_languages: int) -> str:
+    """``"all"`` unordered pairs for database agreement up to :data:`AGREEMENT_ALL_PAIRS_MAX` languages, else ``"source"``."""
+    return "all" if n_languages <= AGREEMENT_ALL_PAIRS_MAX else "source"
+
+
+# -- variants and selections ----------------------------------------------------------
+def primary_variant(poolings: Sequence[str], metrics: Sequence[str], databases: Sequence[str]) -> dict[str, str]:
+    """The variant verdicts are based on: the paper's choices ([CLS], linear CKA, Pearson) where available."""
+    return dict(database=databases[0], pooling="cls" if "cls" in poolings else poolings[0],
+                metric="linear_cka" if "linear_cka" in metrics else metrics[0], method="pearson")
+
+
+def select(corr: pd.DataFrame, *, y: str, x_prefix: str = "", **keys: str) -> pd.DataFrame:
+    """Rows of a correlation table with ``y``, ``x`` starting with ``x_prefix`` and the given key values."""
+    sel = corr["y"].eq(y) & corr["x"].astype(str).str.startswith(x_prefix)
+    for k, v in keys.items():
+        sel &= corr[k].eq(v)
+    return corr[sel]
+
+
+def strongest(rows: pd.DataFrame) -> pd.DataFrame:
+    """For each ``x``, the row with the largest finite ``|r|`` (lowest layer on ties); x without any is left out."""
+    ok = rows[np.isfinite(rows["r"].to_numpy(float))]
+    if ok.empty:
+        return ok
+    ok = ok.assign(_abs=ok["r"].abs()).sort_values(["x", "_abs", "layer"], ascending=[True, False, True])
+    return ok.drop_duplicates("x").drop(columns="_abs").reset_index(drop=True)
+
+
+# -- what the numbers allow ------------------------------------------------------------
+def distinct_permutations(n_sources: int, n_languages: int) -> int:
+    """Distinct label permutations of the Mantel-style test (sources among sources, others among others)."""
+    return math.factorial(n_sources) * math.factorial(n_languages - n_sources)
+
+
+def smallest_p(n_sources: int, n_languages: int, n_perm: int, family_size: int, correction: str) -> tuple[float, float]:
+    """Roughly the smallest permutation p and adjusted p a cell can reach.
+
+    A permutation p is at least ``1 / (n_perm + 1)`` and, with few languages,
+    about ``1 / (number of distinct permutations)``, because the observed
+    labelling recurs among the permutations. Holm multiplies the smallest p by
+    the family size; Benjamini-Hochberg can leave it unchanged.
+
+    Returns:
+        ``(p_perm_min, p_adj_min)``.
+    """
+    if correction not in stats.ADJUST:
+        raise ValueError(f"unknown correction {correction!r}; valid: {', '.join(stats.ADJUST)}")
+    p = max(1 / (n_perm + 1), 1 / distinct_permutations(n_sources, n_languages))
+    return p, min(1.0, p * family_size) if correction == "holm" else p
+
+
+def undefined_cells(pairs: pd.DataFrame, corr: pd.DataFrame) -> pd.DataFrame:
+    """Why cells have no r: counts per (x group, y, reason).
+
+    Reasons: fewer than :data:`xldrift.stats.MIN_N` pairs, a constant x, a
+    constant y (e.g. accuracy at chance in every target), or constant covariate.
+    """
+    nan = corr[corr["r"].isna()]
+    if nan.empty:
+        return pd.DataFrame(columns=["x", "y", "reason", "cells"])
+    def keyed(df: pd.DataFrame) -> pd.Series:  # NaN keys (no layer, no database) made comparable
+        k = df[stats.KEYS].astype({"layer": "Int64"}).astype(object)
+        return k.where(k.notna(), "").astype(str).agg("|".join, axis=1)
+
+    groups = dict(tuple(pairs.groupby(keyed(pairs), sort=False)))
+    rows = [dict(x=str(r.x).split(":")[0], y=r.y, reason=_reason(groups.get(key), r.method))
+            for key, r in zip(keyed(nan), nan.itertuples(index=False))]
+    return pd.DataFrame(rows).value_counts().rename("cells").reset_index()
+
+
+def _reason(g: pd.DataFrame | None, method: str) -> str:
+    if g is None:
+        return "no pairs"
+    g = g.dropna(subset=["x_value", "y_value"] + (["z"] if method == "partial_spearman" else []))
+    if len(g) < stats.MIN_N:
+        return f"fewer than {stats.MIN_N} pairs"
+    for col, name in (("x_value", "x"), ("y_value", "y"), ("z", "covariate")):
+        if col in g and np.ptp(g[col].to_numpy(float)) == 0:
+            return f"{name} constant ({g[col].iloc[0]:.3g} for every pair)"
+    return "other"
+
+
+# -- verdicts --------------------------------------------------------------------------
+def verdict_grid(corr: pd.DataFrame, alpha: float) -> pd.DataFrame:
+    """The claims' verdicts in every (database, pooling, metric, method) variant the table holds.
+
+    Returns:
+        One row per variant: ``database, pooling, metric, method`` and a
+        column per claim (``a``, ``b``, ``c``) holding its verdict.
+    """
+    rows = corr[corr["y"].eq("impact") & corr["x"].astype(str).str.startswith("distance:")]
+    combos = rows[["database", "pooling", "metric", "method"]].drop_duplicates().dropna()
+    out = []
+    for v in combos.to_dict("records"):
+        table = claims.evaluate_claims(corr, primary=v, alpha=alpha)
+        out.append({**v, **dict(zip(table["claim"], table["verdict"]))})
+    return pd.DataFrame(out)
+
+
+def partial_comparison(corr: pd.DataFrame, variant: Mapping[str, str]) -> pd.DataFrame:
+    """Spearman next to partial Spearman (covariate held fixed) for each x and y of the variant.
+
+    Each x is shown at the layer where its plain Spearman |r| is largest.
+
+    Returns:
+        ``x, y, layer, spearman, spearman_ci, partial, partial_ci, n, n_partial``.
+    """
+    keys = ["x", "y", "layer", "pooling", "metric", "database"]
+    sel = pd.Series(True, index=corr.index)
+    for k in ("pooling", "metric", "database"):
+        sel &= corr[k].eq(variant[k]) | corr[k].isna()
+    c = corr[sel]
+    sp, pa = c[c["method"] == "spearman"], c[c["method"] == "partial_spearman"]
+    if sp.empty or pa.empty:
+        return pd.DataFrame(columns=["x", "y", "layer", "spearman", "spearman_ci", "partial", "partial_ci", "n",
+                                     "n_partial"])
+    both = sp.merge(pa, on=keys, how="left", suffixes=("", "_partial"))
+    best = pd.concat([strongest(g) for _, g in both.groupby("y", sort=False)], ignore_index=True)
+    ci = _ci_text
+    return pd.DataFrame({"x": best["x"], "y": best["y"], "layer": best["layer"].astype("Int64"),
+                         "spearman": best["r"], "spearman_ci": ci(best["ci_low"], best["ci_high"]),
+                         "partial": best["r_partial"],
+                         "partial_ci": ci(best["ci_low_partial"], best["ci_high_partial"]),
+                         "n": best["n"], "n_partial": best["n_partial"].astype("Int64")})
+
+
+def _ci_text(lo: pd.Series, hi: pd.Series) -> list[str]:
+    return [f"[{a:+.2f}, {b:+.2f}]" for a, b in zip(lo, hi)]
+
+
+def _fmt(row: pd.Series) -> str:
+    layer = "" if pd.isna(row["layer"]) else f" at layer {int(row['layer'])}"
+    return (f"{str(row['x']).split(':')[-1]}{layer}: r = {row['r']:+.2f} [{row['ci_low']:+.2f}, {row['ci_high']:+.2f}], "
+            f"p_adj = {row['p_adj']:.3g}, n = {int(row['n'])}")
+
+
+def family_summary(corr: pd.DataFrame, variant: Mapping[str, str], alpha: float) -> pd.DataFrame:
+    """Per family of the variant: cells, cells with r, cells significant after correction, strongest cell."""
+    specs = [("distance → impact", dict(y="impact", x_prefix="distance:", database=variant["database"],
+                                          pooling=variant["pooling"], metric=variant["metric"])),
+             ("impact → accuracy", dict(y="accuracy", x_prefix="impact", pooling=variant["pooling"],
+                                        metric=variant["metric"])),
+             ("distance → accuracy", dict(y="accuracy", x_prefix="distance:", database=variant["database"]))]
+    out = []
+    for name, spec in specs:
+        for method in dict.fromkeys(corr["method"]):
+            rows = select(corr, method=method, **spec)
+            if rows.empty:
+                continue
+            best = strongest(rows)
+            top = best.loc[best["r"].abs().idxmax()] if len(best) else None
+            label = ", ".join(str(spec[k]) for k in ("database", "pooling", "metric") if k in spec)
+            out.append(dict(family=name, variant=label, method=method, cells=len(rows),
+                            with_r=int(rows["r"].notna().sum()), significant=int((rows["p_adj"] < alpha).sum()),
+                            uncorrected_p_le_05=int((rows["p"] <= 0.05).sum()),
+                            n=_n_range(rows), strongest=_fmt(top) if top is not None else "no finite r"))
+    return pd.DataFrame(out)
+
+
+def _n_range(rows: pd.DataFrame) -> str:
+    lo, hi = int(rows["n"].min()), int(rows["n"].max())
+    return str(lo) if lo == hi else f"{lo}-{hi}"
+
+
+def findings(corr: pd.DataFrame, verdicts: pd.DataFrame, grid: pd.DataFrame, variant: Mapping[str, str],
+             alpha: float, correction: str, p_adj_floor: float = 0.0) -> list[str]:
+    """Sentences that read the correlation study, computed from its tables.
+
+    Args:
+        corr: the correlation table.
+        verdicts: :func:`xldrift.claims.evaluate_claims` for ``variant``.
+        grid: :func:`verdict_grid`.
+        p_adj_floor: the smallest attainable ``p_adj`` (:func:`smallest_p`);
+            at or above ``alpha`` the verdicts cannot be anything but "not
+            supported", and a sentence says so.
+    """
+    out = []
+    undefined = int(corr["r"].isna().sum())
+    if undefined:
+        acc = corr["y"] == "accuracy"
+        out.append(f"{undefined} of {len(corr)} cells have no r (a constant variable or too few pairs; see "
+                   f"section 8); of the cells with accuracy, {int(corr.loc[acc, 'r'].isna().sum())} of {int(acc.sum())}.")
+    if p_adj_floor >= alpha:
+        out.append(f"No cell could reach p_adj < {alpha} with this many languages (floor about {p_adj_floor:.2g}): "
+                   "'not supported' below means 'not testable at this size', not 'absent'.")
+    for r in family_summary(corr, variant, alpha).query("method == 'pearson'").itertuples():
+        out.append(f"{r.family} ({r.variant}, Pearson): {r.significant} of {r.cells} cells significant after {correction} "
+                   f"(p_adj < {alpha}); {r.uncorrected_p_le_05} would be marked by the uncorrected analytic p <= .05 "
+                   f"the paper used; strongest {r.strongest}.")
+    for v in verdicts.itertuples():
+        keys = ["pooling", "metric", "method"] if v.claim == "c" else ["database", "pooling", "metric", "method"]
+        col = grid.drop_duplicates(keys)[v.claim] if v.claim in grid else pd.Series(dtype=str)
+        out.append(f"Claim ({v.claim}) {v.statement} Verdict: {v.verdict}; the same verdict in "
+                   f"{int((col == v.verdict).sum())} of {len(col)} variants ({' × '.join(keys)}).")
+    return out
