@@ -1,0 +1,169 @@
+"""The benchmark README writer and the scale benchmark's arithmetic (no timing is asserted)."""
+
+from __future__ import annotations
+
+import math
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parents[1] / "bench"
+sys.path.insert(0, str(BENCH))
+
+import bench_scale  # noqa: E402
+import report  # noqa: E402
+
+SECTIONS = ("## Machine", "## Linear CKA", "## Extraction", "## End to end", "## Scale")
+
+
+def _row(text: str, *starts: str) -> str:
+    """The one table row whose first cells are ``starts``."""
+    prefix = "| " + " | ".join(starts) + " |"
+    rows = [line for line in text.splitlines() if line.startswith(prefix)]
+    assert len(rows) == 1, f"expected one row starting {prefix!r}, found {rows}"
+    return rows[0]
+
+
+def _section(text: str, heading: str) -> str:
+    start = text.index(heading)
+    nxt = text.find("\n## ", start + 1)
+    return text[start:] if nxt < 0 else text[start:nxt]
+
+
+def _scale_results() -> dict:
+    ns = [100, 200]
+    extraction = {
+        "100": {"seconds": 2.0, "items_per_s": 50.0, "tokens": 4000, "tokens_per_s": 2000.0, "projected": False},
+        "200": {"seconds": 4.2, "items_per_s": 47.6, "tokens": 8400, "projected": True, "projected_from_n": 100},
+    }
+    metrics = {m: {str(n): {"layer_s": 0.01 * n / 100, "seconds": 13 * 0.01 * n / 100} for n in ns}
+               for m in bench_scale.METRICS}
+    return {"ns": ns, "repeats": 3, "model": "tiny", "layers": 13, "hidden": 384, "states_per_language": 2,
+            "extraction": extraction, "metrics": metrics,
+            "per_language": bench_scale.per_language(ns, extraction, metrics),
+            "growth_exponent": {"extraction": 1.07}, "projection_check": None, "plot": "scale.png"}
+
+
+def _results() -> dict:
+    """Synthetic results: CKA misses its speed target, extraction misses its agreement target, no end-to-end."""
+    return {
+        "machine": {"cpu": "Test CPU", "cores": 2, "python": "3.11", "torch": "2.x", "numpy": "2.x", "threads": 2,
+                    "gpu": False},
+        "when": "2024-01-01 00:00",
+        "cka": {"repeats": 3,
+                "results": {"default": {"384": {"n": 5010, "d": 384, "median_s": {"feature": 0.05, "gram": 0.5},
+                                                "speed_ratio": 10.0, "max_abs_diff": 2e-9}}},
+                "grid_projection": {"sources": 15, "targets": 15, "layers": 13, "n_cka": 2925, "n": 5010, "d": 768,
+                                    "default": {"feature": {"hours": 0.1}, "gram": {"hours": 3.0}}}},
+        "extract": {"n_items": 2000, "model": "tiny", "repeats": 2,
+                    "ours": {"median_s": 10.0, "items_per_s": 200.0}, "paper": {"median_s": 30.0, "items_per_s": 66.7},
+                    "speedup": 3.0, "max_abs_diff": {"cls": 5e-6, "mean": 3e-4},
+                    "matmul_peak_gflops": 100.0, "ours_gflops": 70.0, "ours_fraction_of_peak": 0.7},
+        "scale": _scale_results(),
+    }
+
+
+def test_every_section_and_verdicts(tmp_path):
+    path = tmp_path / "README.md"
+    report.write(_results(), path)
+    text = path.read_text()
+    for heading in SECTIONS:
+        assert heading in text
+    assert "Test CPU" in text
+    # CKA: a 10x speed-up against a 30x target is missed; a 2e-9 difference against 1e-6 is met.
+    cka_row = _row(text, "default", "5010", "384")
+    cells = [c.strip() for c in cka_row.strip("|").split("|")]
+    assert cells[6] == "**missed**" and cells[8] == "met"
+    # Extraction: 3x >= 2.5x met, max diff 3e-4 > 1e-4 missed, 70% >= 60% met.
+    assert _row(text, "speed-up (paper time / ours)").rstrip(" |").endswith("met")
+    assert "**missed**" in _row(text, "max abs diff of pooled states")
+    assert "3.0e-04" in _row(text, "max abs diff of pooled states")
+    assert _row(text, "fraction of fp32 matmul peak (100.0 GFLOP/s)").rstrip(" |").endswith("met")
+    assert _row(text, "default", "6.0 min", "3.0 h")  # grid projection, converted from hours
+    # End to end was skipped.
+    assert "Not measured in this run (skipped)." in _section(text, "## End to end")
+    # Scale: projected size flagged, plot embedded, 15-language projection = 15 x (2 x ext + metrics).
+    assert "(projected)" in _row(text, "200")
+    assert "](scale.png)" in text
+    one = 2 * 2.0 + 3 * 13 * 0.01  # 4.39 s, so 200 languages take 878 s = 14.6 min
+    assert _row(text, "100").rstrip(" |").endswith(f"{200 * one / 60:.1f} min")
+
+
+def test_all_sections_missing(tmp_path):
+    path = tmp_path / "README.md"
+    report.write({}, path)
+    text = path.read_text()
+    for heading in SECTIONS:
+        assert heading in text
+    assert text.count("Not measured in this run (skipped).") == 4
+    assert "**missed**" not in text and "| met |" not in text
+
+
+def test_partial_section_reads_not_measured(tmp_path):
+    path = tmp_path / "README.md"
+    report.write({"extract": {"speedup": 1.5}, "end_to_end": {"smoke": {"cold": {"wall_s": 400.0}}}}, path)
+    text = path.read_text()
+    assert "**missed**" in _row(text, "speed-up (paper time / ours)")
+    assert report.NA in _row(text, "max abs diff of pooled states")
+    assert "**missed**" in _row(text, "smoke, cold run (empty cache) wall")  # 400 s > 300 s
+    assert report.NA in _row(text, "re-run / cold run")
+
+
+def test_nan_is_not_a_pass(tmp_path):
+    results = _results()
+    results["extract"]["ours_fraction_of_peak"] = float("nan")
+    path = tmp_path / "README.md"
+    report.write(results, path)
+    row = _row(path.read_text(), "fraction of fp32 matmul peak (100.0 GFLOP/s)")
+    assert "met" not in row.replace(report.NA, "") and report.NA in row
+
+
+def test_durations_pick_a_readable_unit():
+    assert report._dur(30) == "30 s"
+    assert report._dur(600) == "10.0 min"
+    assert report._dur(3 * 3600) == "3.0 h"
+    assert report._dur(None) == report.NA
+
+
+def test_write_rejects_non_dict(tmp_path):
+    with pytest.raises(ValueError, match="results must be"):
+        report.write([1, 2], tmp_path / "README.md")
+
+
+def test_slope_and_projection():
+    assert bench_scale.slope([10, 1000], [1.0, 1e4]) == pytest.approx(2.0)
+    extraction = {"100": {"seconds": 2.0, "tokens": 1000, "tokens_per_s": 500.0, "projected": False},
+                  "300": {"seconds": 5.0, "tokens": 2400, "tokens_per_s": 480.0, "projected": False},
+                  "900": {"seconds": 99.0, "tokens": 9000, "projected": True}}
+    check = bench_scale.projection_check(extraction)
+    assert (check["from_n"], check["to_n"]) == (100, 300)
+    assert check["predicted_s"] == pytest.approx(2400 / 500)
+    assert check["relative_error"] == pytest.approx(4.8 / 5.0 - 1)
+
+
+def test_per_language_is_linear():
+    extraction = {"50": {"seconds": 3.0, "projected": False}}
+    metrics = {m: {"50": {"seconds": s}} for m, s in zip(bench_scale.METRICS, (0.1, 0.2, 0.7))}
+    out = bench_scale.per_language([50], extraction, metrics)["50"]
+    assert out["total_s"] == pytest.approx(2 * 3.0 + 1.0)
+    assert out["total_linear_cka_only_s"] == pytest.approx(6.1)
+    assert out["languages"]["200"]["total_s"] == pytest.approx(200 * 7.0)
+    assert math.isclose(out["languages"]["15"]["total_h"], 15 * 7.0 / 3600)
+
+
+def test_plot_writes_png(tmp_path):
+    sec = _scale_results()
+    path = tmp_path / "scale.png"
+    bench_scale.plot(sec["ns"], sec["extraction"], sec["metrics"], path)
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_malformed_section_does_not_stop_the_readme(tmp_path):
+    results = _results()
+    results["cka"]["results"] = "not a dict"
+    path = tmp_path / "README.md"
+    report.write(results, path)
+    text = path.read_text()
+    assert "Could not be rendered" in _section(text, "## Linear CKA")
+    assert "## Scale" in text and "**missed**" in _row(text, "max abs diff of pooled states")
