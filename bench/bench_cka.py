@@ -1,31 +1,52 @@
-"""Benchmark: linear CKA in feature space against the n x n Gram-matrix form.
+"""Benchmark: our linear CKA against the n x n Gram-matrix form of the paper's code.
 
 Linear CKA (Kornblith et al. 2019) can be computed from ``d x d`` products,
 ``||Y^T X||_F^2 / (||X^T X||_F ||Y^T Y||_F)`` after centring the columns
-(``xldrift.metrics.linear_cka``, O(n d^2)), or from ``n x n`` Gram matrices
-``K = X X^T``, ``L = Y Y^T`` double-centred, ``<K, L> / (||K|| ||L||)``, the
-way the reference implementation of Kornblith et al. computes it (O(n^2 d),
-two ``n x n`` float64 matrices). The baseline here is our own, lean version of that Gram form
-(in-place centring, no symmetry check, no extra copies), so the ratio is not
-flattered by a slow baseline.
+(``xldrift.metrics.linear_cka``), or from ``n x n`` Gram matrices. Three forms
+are timed on the same float64 inputs:
 
-Both run on the same float64 inputs (``Y = X W + noise`` with a fixed seed, so
-CKA is far from 0) at the study's size, n = 5,010 items, for d = 384 and 768.
-Reported per d: both values and their difference, the median of ``repeats``
-timed runs of each (alternated, after one warm-up), their ratio against the
-30x target, and the GFLOP/s each reached (counting ``4 n d^2`` for the
-feature form and ``2 n^2 d`` for the Gram form: symmetric products only fill
-half the matrix). From the d = 768 timings: the projected time of the paper's
-whole drift grid, 15 sources x 15 targets x 13 layers of CKA. Everything is
-measured with BLAS as configured and again with one BLAS thread (when
-threadpoolctl is installed).
+- ``gram`` (the baseline of the target): the procedure of the reference
+  functions of Kornblith et al. that the paper's code calls,
+  ``cka(gram_linear(X), gram_linear(Y))``, re-implemented here step by step:
+  ``K = X X^T``; centring first checks that ``K`` is symmetric (an
+  ``allclose`` of ``K`` against ``K^T`` over all ``n^2`` entries), copies it,
+  subtracts the column means and the row means (with half the grand mean
+  added back to each); HSIC is the dot product of the flattened centred
+  matrices, divided by both Frobenius norms.
+- ``gram_lean``: a stricter baseline, the same Gram form written for speed
+  (centring in place, no symmetry check, no copies).
+- ``feature``: ``xldrift.metrics.linear_cka``: one centred float64 copy per
+  input, a symmetric rank-k update (BLAS syrk) per input for the self-terms
+  and one general product (gemm) for ``Y^T X``.
+
+Flops, counting a multiply-add as 2 and exploiting symmetry as BLAS does
+(syrk computes one triangle): ``gram`` and ``gram_lean`` spend ``2 n^2 d`` in
+BLAS (two ``n x n`` syrk) plus O(n^2) memory passes (``gram``: about ten per
+matrix, for the symmetry check, copy, centring, dot and norm); ``feature``
+spends ``n d^2 + n d^2 + 2 n d^2 = 4 n d^2``. The pure flop ratio is therefore
+``n / (2 d)``: 6.5 at n = 5,010, d = 384, and 3.3 at d = 768; anything beyond it
+comes from the Gram form's memory passes.
+
+Many comparisons share a representation (drift of every seed against one
+pre-trained state; alignment of every target with the source), and
+``xldrift.metrics.prepare`` does an input's share once: the bench also times
+``prepare`` (centring + syrk, ``n d^2``) and a comparison of two prepared
+inputs (one gemm, ``2 n d^2``), and projects the paper's drift grid (15
+sources x 15 targets x 13 layers, n = 5,010, d = 768) for every form: with
+preparation, each pre-trained state is prepared once per (target, layer) and
+each fine-tuned one once.
+
+Each figure is the median of ``repeats`` runs (the forms alternate within a
+repeat, after one warm-up), with one BLAS thread and with two, set through
+threadpoolctl for every BLAS library loaded (numpy's and scipy's). The load
+average is recorded around each setting: on a shared machine, other jobs
+slow the memory-bound Gram passes and the BLAS calls differently.
 
 Run: ``python bench/bench_cka.py [repeats]`` (prints JSON).
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import platform
@@ -36,28 +57,50 @@ from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
+from threadpoolctl import threadpool_info, threadpool_limits
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from xldrift.metrics import linear_cka  # noqa: E402
+from xldrift.metrics import linear_cka, prepare  # noqa: E402
 
 N_ITEMS = 5010
 DIMS = (384, 768)
 GRID = {"sources": 15, "targets": 15, "layers": 13}
+THREADS = {"1_thread": 1, "2_threads": 2}
 SPEED_TARGET = 30.0
 TOLERANCE = 1e-6
 
 
-def gram_linear_cka(X: np.ndarray, Y: np.ndarray) -> float:
-    """Linear CKA from ``n x n`` Gram matrices (the reference form; the baseline).
+# -- the baselines ------------------------------------------------------------
+def _reference_centre(gram: np.ndarray) -> np.ndarray:
+    """Centre an ``(n, n)`` Gram matrix the way the reference code does: check, copy, subtract means."""
+    if not np.allclose(gram, gram.T):
+        raise ValueError("the Gram matrix must be symmetric")
+    centred = gram.copy()
+    col_means = np.mean(centred, 0, dtype=np.float64)
+    col_means -= np.mean(col_means) / 2  # row and column subtraction together remove the grand mean once
+    centred -= col_means[:, None]
+    centred -= col_means[None, :]
+    return centred
+
+
+def reference_gram_cka(X: np.ndarray, Y: np.ndarray) -> float:
+    """Linear CKA by the reference procedure the paper's code calls (the target's baseline).
 
     Args:
         X: float64, shape ``(n_items, d1)``.
         Y: float64, shape ``(n_items, d2)``.
 
     Returns:
-        ``<HKH, HLH>_F / (||HKH||_F ||HLH||_F)`` with ``K = X X^T``, ``L = Y Y^T``.
+        ``<HKH, HLH> / (||HKH||_F ||HLH||_F)`` with ``K = X X^T``, ``L = Y Y^T``.
     """
+    kc, lc = _reference_centre(X.dot(X.T)), _reference_centre(Y.dot(Y.T))
+    hsic = kc.ravel().dot(lc.ravel())
+    return float(hsic / (np.linalg.norm(kc) * np.linalg.norm(lc)))
+
+
+def lean_gram_cka(X: np.ndarray, Y: np.ndarray) -> float:
+    """Linear CKA from ``n x n`` Gram matrices, centred in place, no checks or copies (stricter baseline)."""
     k, l = X @ X.T, Y @ Y.T
     for g in (k, l):
         # H G H without forming H: subtract row and column means, add back the grand mean.
@@ -69,19 +112,14 @@ def gram_linear_cka(X: np.ndarray, Y: np.ndarray) -> float:
 
 
 def correlated_pair(n: int, d: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """``X`` standard normal ``(n, d)`` and ``Y = X W + noise`` (W scaled to keep variances equal)."""
+    """``X`` standard normal ``(n, d)`` plus an offset, ``Y = X W + noise`` (CKA far from 0 and 1)."""
     rng = np.random.default_rng(seed)
-    X = rng.standard_normal((n, d))
+    X = rng.standard_normal((n, d)) + 2.0
     W = rng.standard_normal((d, d)) / np.sqrt(d)
     return X, X @ W + rng.standard_normal((n, d))
 
 
-def _timed(fn: Callable[..., float], *args: Any) -> tuple[float, float]:
-    start = time.perf_counter()
-    value = fn(*args)
-    return value, time.perf_counter() - start
-
-
+# -- machine ------------------------------------------------------------------
 def _cpu_name() -> str:
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -94,7 +132,7 @@ def _cpu_name() -> str:
 
 def machine_info() -> dict[str, Any]:
     """numpy/BLAS versions, threads and CPU, for reading the timings."""
-    info: dict[str, Any] = {
+    return {
         "cpu": _cpu_name(),
         "cpu_count": os.cpu_count(),
         "usable_cpus": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
@@ -102,83 +140,108 @@ def machine_info() -> dict[str, Any]:
         "numpy": np.__version__,
         "env": {k: os.environ.get(k) for k in ("OPENBLAS_CORETYPE", "OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS",
                                                 "MKL_NUM_THREADS")},
+        "blas": [{k: p.get(k) for k in ("internal_api", "version", "num_threads", "architecture", "threading_layer",
+                                         "filepath")} for p in threadpool_info() if p.get("user_api") == "blas"],
     }
-    try:
-        from threadpoolctl import threadpool_info
 
-        info["blas"] = [{k: p.get(k) for k in ("internal_api", "version", "num_threads", "architecture",
-                                                "threading_layer")} for p in threadpool_info()]
-    except ImportError:
-        config = np.show_config(mode="dicts")
-        info["blas"] = config.get("Build Dependencies", {}).get("blas", {})
-    return info
+
+# -- timing -------------------------------------------------------------------
+def _timed(fn: Callable[[], Any]) -> tuple[Any, float]:
+    start = time.perf_counter()
+    value = fn()
+    return value, time.perf_counter() - start
+
+
+def flops(n: int, d: int) -> dict[str, float]:
+    """BLAS flops of each form (multiply-add = 2; syrk counts one triangle)."""
+    return {"feature": 4.0 * n * d * d, "gram": 2.0 * n * n * d, "gram_lean": 2.0 * n * n * d,
+            "prepare": 1.0 * n * d * d, "prepared_pair": 2.0 * n * d * d}
 
 
 def compare(d: int, repeats: int, n: int = N_ITEMS) -> dict[str, Any]:
-    """Time both forms on one ``(n, d)`` pair and check that they agree."""
+    """Time the three forms, and the prepared path, on one ``(n, d)`` pair; check that they agree."""
     X, Y = correlated_pair(n, d)
-    values: dict[str, list[float]] = {"feature": [], "gram": []}
-    seconds: dict[str, list[float]] = {"feature": [], "gram": []}
-    linear_cka(X, Y), gram_linear_cka(X, Y)  # warm-up: thread pool, page faults of the n x n buffers
-    for _ in range(repeats):
-        for form, fn in (("gram", gram_linear_cka), ("feature", linear_cka)):
-            value, secs = _timed(fn, X, Y)
-            values[form].append(value)
-            seconds[form].append(secs)
-    med = {form: statistics.median(ts) for form, ts in seconds.items()}
-    diff = max(abs(a - b) for a in values["feature"] for b in values["gram"])
-    flops = {"feature": 4.0 * n * d * d, "gram": 2.0 * n * n * d}
+    pairs = [(prepare(X), prepare(Y)) for _ in range(repeats + 1)]  # fresh ones: a pair remembers its cross term
+    forms: dict[str, Callable[[int], Any]] = {
+        "gram": lambda r: reference_gram_cka(X, Y),
+        "gram_lean": lambda r: lean_gram_cka(X, Y),
+        "feature": lambda r: linear_cka(X, Y),
+        "prepare": lambda r: prepare(Y),
+        "prepared_pair": lambda r: linear_cka(*pairs[r]),
+    }
+    values = {name: fn(repeats) for name, fn in forms.items()}  # warm-up: thread pools, page faults
+    seconds: dict[str, list[float]] = {name: [] for name in forms}
+    cka: dict[str, list[float]] = {"gram": [], "gram_lean": [], "feature": []}
+    for r in range(repeats):
+        for name, fn in forms.items():
+            value, secs = _timed(lambda: fn(r))
+            seconds[name].append(secs)
+            if name in cka:
+                cka[name].append(value)
+    med = {name: statistics.median(ts) for name, ts in seconds.items()}
+    ours = cka["feature"] + [values["prepared_pair"]]
+    diff = {base: max(abs(a - b) for a in ours for b in cka[base]) for base in ("gram", "gram_lean")}
+    fl = flops(n, d)
     return {
         "n": n, "d": d,
-        "cka_feature": values["feature"][0], "cka_gram": values["gram"][0],
-        "max_abs_diff": diff, f"equal_to_{TOLERANCE:g}": diff <= TOLERANCE,
+        "cka": {name: vals[0] for name, vals in cka.items()},
+        "max_abs_diff": max(diff.values()), "max_abs_diff_by_baseline": diff,
+        f"equal_to_{TOLERANCE:g}": max(diff.values()) <= TOLERANCE,
         "seconds": seconds, "median_s": med,
         "speed_ratio": med["gram"] / med["feature"],
+        "speed_ratio_lean": med["gram_lean"] / med["feature"],
         "meets_speed_target": med["gram"] / med["feature"] >= SPEED_TARGET,
-        "flop_ratio_gram_over_feature": flops["gram"] / flops["feature"],
-        "gflops": {form: flops[form] / med[form] / 1e9 for form in med},
+        "meets_speed_target_lean": med["gram_lean"] / med["feature"] >= SPEED_TARGET,
+        "flop_ratio_gram_over_feature": fl["gram"] / fl["feature"],
+        "gflops": {name: fl[name] / med[name] / 1e9 for name in med},
     }
 
 
-def _thread_settings() -> dict[str, Callable[[], contextlib.AbstractContextManager]]:
-    """BLAS as configured, plus one BLAS thread when threadpoolctl can set it.
+def project_grid(median_s: dict[str, float], alignment: bool = False) -> dict[str, dict[str, float]]:
+    """Time of the paper's grid for each form, from per-call medians at its size.
 
-    On a machine shared with other jobs, multi-threaded BLAS timings swing with
-    the other load; single-threaded ones are steadier and show the algorithms.
+    Drift: one CKA per (source, target, layer). With ``alignment``, also the
+    source-vs-target CKA of every ordered pair of distinct languages per layer,
+    in the pre-trained and in the fine-tuned state. Without preparation every
+    CKA is a full call; with it, each pre-trained representation (per target
+    and layer) and each fine-tuned one is prepared once, and every CKA is then
+    one prepared comparison.
     """
-    settings: dict[str, Callable[[], contextlib.AbstractContextManager]] = {"default": contextlib.nullcontext}
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:
-        return settings
-    settings["1_thread"] = lambda: threadpool_limits(limits=1, user_api="blas")
-    return settings
+    s, t, layers = GRID["sources"], GRID["targets"], GRID["layers"]
+    n_cka = s * t * layers + (2 * s * (t - 1) * layers if alignment else 0)
+    n_prepared = t * layers + s * t * layers
+    secs = {form: median_s[form] * n_cka for form in ("gram", "gram_lean", "feature")}
+    secs["feature_prepared"] = n_prepared * median_s["prepare"] + n_cka * median_s["prepared_pair"]
+    return {"n_cka": n_cka, **{form: {"seconds": x, "hours": x / 3600} for form, x in secs.items()}}
 
 
 def run(repeats: int = 5) -> dict[str, Any]:
-    """Compare both forms for each d in :data:`DIMS` and project the drift grid.
+    """Compare the forms for each d in :data:`DIMS`, with 1 and 2 BLAS threads, and project the grid.
 
     Args:
-        repeats: timed runs of each form per d and thread setting; medians
-            are reported.
+        repeats: timed runs of each form per d and thread setting; medians are reported.
 
     Returns:
-        A JSON-ready dict (machine, per-setting and per-d comparisons, grid
-        projection from the d = 768 medians).
+        A JSON-ready dict (machine, per-setting and per-d comparisons, load
+        averages, grid projection from the d = 768 medians).
     """
-    start, load_start = time.perf_counter(), os.getloadavg()[0]
-    n_cka = GRID["sources"] * GRID["targets"] * GRID["layers"]
-    results, grid = {}, {}
-    for setting, limit in _thread_settings().items():
-        with limit():
+    start = time.perf_counter()
+    results, grid, grid_all, load = {}, {}, {}, {}
+    for setting, threads in THREADS.items():
+        before = os.getloadavg()
+        with threadpool_limits(limits=threads, user_api="blas"):
             results[setting] = {str(d): compare(d, repeats) for d in DIMS}
-        per_cka = results[setting]["768"]["median_s"]
-        grid[setting] = {form: {"seconds": t * n_cka, "hours": t * n_cka / 3600} for form, t in per_cka.items()}
+        load[setting] = {"loadavg_before": before, "loadavg_after": os.getloadavg()}
+        grid[setting] = project_grid(results[setting]["768"]["median_s"])
+        grid_all[setting] = project_grid(results[setting]["768"]["median_s"], alignment=True)
     return {
-        "machine": {**machine_info(), "loadavg_1min_start": load_start, "loadavg_1min_end": os.getloadavg()[0]},
-        "repeats": repeats, "speed_target": SPEED_TARGET,
+        "machine": {**machine_info(), "loadavg_1min_start": load["1_thread"]["loadavg_before"][0],
+                    "loadavg_1min_end": load["2_threads"]["loadavg_after"][0]},
+        "load": load, "repeats": repeats, "speed_target": SPEED_TARGET,
         "results": results,
-        "grid_projection": {**GRID, "n": N_ITEMS, "d": 768, "n_cka": n_cka, **grid},
+        "grid_projection": {**GRID, "n": N_ITEMS, "d": 768, "n_cka": GRID["sources"] * GRID["targets"] * GRID["layers"],
+                            **grid},
+        "grid_projection_drift_and_alignment": {**GRID, "n": N_ITEMS, "d": 768, **grid_all},
         "total_runtime_s": time.perf_counter() - start,
     }
 

@@ -360,3 +360,86 @@ def test_layerwise_bad_arguments():
     # A bad option is not a bad layer: it raises even when layers may become NaN.
     with pytest.raises(ValueError, match=r"sigma_frac must be"):
         M.layerwise_similarity("rbf_cka", A, B, on_error="nan", sigma_frac=-1.0)
+
+
+# ---------------------------------------------------------------------------
+# Prepared inputs: one preparation, many comparisons
+# ---------------------------------------------------------------------------
+@pytest.mark.parametrize("shape", [(120, 12, 9), (30, 80, 50)])
+def test_self_term_is_the_full_symmetric_norm(shape):
+    # ||X^T X||_F^2 = ||X X^T||_F^2 = sum of the fourth powers of X's singular values
+    X, _ = _pair(*shape)
+    xc = X - X.mean(0)
+    expected = np.sum(np.linalg.svd(xc, compute_uv=False) ** 4)
+    assert M.prepare(X).self_sq == pytest.approx(expected, rel=1e-10)
+    assert M.prepare(X, "procrustes").self_sq == pytest.approx(expected, rel=1e-10)  # computed on first use
+    product = M._self_product(np.ascontiguousarray(xc))
+    assert product.shape == (min(xc.shape),) * 2 and np.array_equal(product, product.T)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_prepared_equals_unprepared(name):
+    X, Y = _pair()
+    expected = M.similarity(name, X, Y)
+    px, py = M.prepare(X, name), M.prepare(Y, name)
+    assert M.similarity(name, px, py) == pytest.approx(expected, abs=1e-12)
+    assert M.similarity(name, px, Y) == pytest.approx(expected, abs=1e-12)
+    assert M.similarity(name, X, py) == pytest.approx(expected, abs=1e-12)
+    assert M.similarity(name, py, px) == pytest.approx(expected, abs=1e-12)  # the remembered cross term is symmetric
+
+
+def test_prepare_leaves_input_untouched_and_handles_float32():
+    X, Y = _pair()
+    X32 = X.astype(np.float32)
+    copy = X32.copy()
+    value = M.linear_cka(M.prepare(X32), Y)
+    np.testing.assert_array_equal(X32, copy)
+    assert value == pytest.approx(M.linear_cka(X32, Y), abs=1e-14)
+
+
+def test_linear_family_shares_one_preparation():
+    X, Y = _pair()
+    px, py = M.prepare(X, "linear_cka"), M.prepare(Y, "procrustes")
+    for name in ("linear_cka", "debiased_cka", "procrustes"):
+        assert M.similarity(name, px, py) == pytest.approx(M.similarity(name, X, Y), abs=1e-12)
+
+
+def test_prepared_mismatches_raise():
+    X, Y = _pair()
+    with pytest.raises(ValueError, match=r"X was prepared with \('linear_cka'\); rbf_cka needs prepare"):
+        M.rbf_cka(M.prepare(X), Y)
+    with pytest.raises(ValueError, match=r"sigma_frac=0.5\); rbf_cka needs prepare\(\.\.\., 'rbf_cka', sigma_frac=1.0"):
+        M.rbf_cka(M.prepare(X, "rbf_cka", sigma_frac=0.5), Y)
+    with pytest.raises(ValueError, match=r"X has 120 items.*Y has 100"):
+        M.linear_cka(M.prepare(X), Y[:100])
+    with pytest.raises(ValueError, match=r"debiased_cka needs at least 4 items"):
+        M.debiased_cka(M.prepare(X[:3]), Y[:3])
+    with pytest.raises(ValueError, match=r"pre layer 0 is constant across items"):
+        M.prepare(np.tile(X[0], (10, 1)), name="pre layer 0")
+    with pytest.raises(ValueError, match=r"unknown similarity"):
+        M.prepare(X, "cca")
+
+
+def test_linear_cka_many():
+    X, Y = _pair()
+    Ys = [Y, Y[:, :4], torch.from_numpy(2.0 * X), M.prepare(Y[:, ::-1])]
+    expected = [_linear_cka_ref(X, np.asarray(y)) for y in (Y, Y[:, :4], 2.0 * X, Y[:, ::-1])]
+    np.testing.assert_allclose(M.linear_cka_many(X, Ys), expected, atol=1e-10)
+    np.testing.assert_allclose(M.linear_cka_many(M.prepare(X), Ys, method="gram"), expected, atol=1e-10)
+
+
+def test_bench_baselines_agree():
+    # bench/bench_cka.py times our form against these; they must compute the same CKA.
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "bench" / "bench_cka.py"
+    spec = importlib.util.spec_from_file_location("bench_cka", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    X, Y = _pair()
+    ref = _linear_cka_ref(X, Y)
+    assert bench.reference_gram_cka(X, Y) == pytest.approx(ref, abs=1e-12)
+    assert bench.lean_gram_cka(X, Y) == pytest.approx(ref, abs=1e-12)
+    with pytest.raises(ValueError, match="symmetric"):
+        bench._reference_centre(np.triu(np.ones((4, 4))))
