@@ -27,7 +27,6 @@ from __future__ import annotations
 import csv
 import json
 import os
-import platform
 import statistics
 import sys
 import time
@@ -41,6 +40,9 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from xldrift.extract import extract  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_cka import _cpu_name  # noqa: E402  (one CPU probe for every benchmark)
 
 XNLI_EN = Path(__file__).resolve().parents[2] / "shared" / "data" / "xnli" / "test-en.tsv"
 
@@ -132,16 +134,6 @@ def storage_error(reps: dict[str, np.ndarray]) -> dict[str, Any]:
     return {"pairs": len(errors), "cka_range": [min(values), max(values)],
             "max_abs_error": max(errors), "median_abs_error": statistics.median(errors),
             "disk_gb_per_state_15_langs_n5010": {"float32": per_state * 4 / 1e9, "float16": per_state * 2 / 1e9}}
-
-
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor()
 
 
 def run(n_items: int = 2000, repeats: int = 3, model_name: str = "e5-small-q4",
