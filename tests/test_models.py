@@ -306,3 +306,21 @@ def test_embedded_build_is_verified_and_idempotent(e5):
     assert models.build_e5_small_q4(dest) == dest
     assert time.perf_counter() - start < 2.0
     assert (dest / io.MANIFEST).stat().st_mtime_ns == stamp
+
+
+def test_compute_device_follows_the_environment(monkeypatch):
+    import torch
+
+    from xldrift.models import DEVICE_ENV, compute_device
+
+    monkeypatch.setenv(DEVICE_ENV, "cpu")
+    assert compute_device() == torch.device("cpu")
+    monkeypatch.setenv(DEVICE_ENV, "tpu9")
+    with pytest.raises(ValueError, match="not a device|only cpu and cuda"):
+        compute_device()
+    if not torch.cuda.is_available():
+        monkeypatch.setenv(DEVICE_ENV, "cuda")
+        with pytest.raises(ValueError, match="sees no CUDA device"):
+            compute_device()
+        monkeypatch.delenv(DEVICE_ENV)
+        assert compute_device() == torch.device("cpu")

@@ -23,6 +23,7 @@ from transformers import DataCollatorWithPadding
 from xldrift import io, paths
 from xldrift.classifier import EncoderClassifier, check_frame, encode
 from xldrift.finetune import load_classifier, set_threads
+from xldrift.models import compute_device
 
 logger = logging.getLogger(__name__)
 
@@ -178,7 +179,8 @@ def evaluate_languages(ckpt_dir: str | Path, frames: Mapping[str, pd.DataFrame],
             continue
         if loaded is None:
             set_threads()
-            loaded = load_classifier(ckpt_dir)
+            tokenizer, model = load_classifier(ckpt_dir)
+            loaded = tokenizer, model.to(compute_device())
         tokenizer, model = loaded
         pred = predict(model, tokenizer, df, batch_size=batch_size, max_length=max_length, progress=progress)
         label = df["label"].astype(int).to_numpy()

@@ -364,8 +364,11 @@ class _LazyModel:
 
     def get(self) -> tuple[Any, torch.nn.Module]:
         if self.pair is None:
+            from xldrift.models import compute_device
+
             tokenizer, model = self._load_fn()
-            self.pair, self.fingerprint = (tokenizer, model.eval()), weights_fingerprint(model)
+            self.fingerprint = weights_fingerprint(model)
+            self.pair = (tokenizer, model.to(compute_device()).eval())
         return self.pair
 
 

@@ -64,6 +64,12 @@ def set_threads() -> int:
     return n
 
 
+def _device_type() -> str:
+    from xldrift.models import compute_device  # models imports transformers' Auto classes
+
+    return compute_device().type
+
+
 # ------------------------------------------------------------------ config
 @dataclass(frozen=True)
 class FinetuneConfig:
@@ -276,7 +282,7 @@ def _train(cfg: FinetuneConfig, model: EncoderClassifier, tokenizer: Any, train_
             optim="adamw_torch", eval_strategy="epoch" if val is not None else "no",
             logging_strategy="steps", logging_steps=max(1, min(10, steps_per_epoch * cfg.epochs // 20)),  # ~20+ points per curve
             save_strategy="no", report_to="none", disable_tqdm=not progress,
-            dataloader_num_workers=0, use_cpu=not torch.cuda.is_available(),
+            dataloader_num_workers=0, use_cpu=_device_type() == "cpu",
             seed=cfg.seed, data_seed=cfg.seed, label_names=["labels"],
         )
         trainer = Trainer(model=model, args=args, train_dataset=train, eval_dataset=val,

@@ -48,6 +48,33 @@ EMBEDDED: dict[str, dict[str, Any]] = {
 }
 
 
+DEVICE_ENV = "XLDRIFT_DEVICE"
+
+
+def compute_device() -> torch.device:
+    """Where inference runs: ``$XLDRIFT_DEVICE`` (``cpu``, ``cuda``, ``cuda:N``), else a GPU if present.
+
+    Fine-tuning follows the same rule through ``Trainer`` (its ``use_cpu``).
+    Computations stay in float32 on every device (TF32 is left off), so CPU and
+    GPU runs differ only by floating-point summation order.
+
+    Raises:
+        ValueError: the variable names no usable device.
+    """
+    env = os.environ.get(DEVICE_ENV, "").strip()
+    if not env:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(env)
+    except RuntimeError:
+        raise ValueError(f"{DEVICE_ENV}={env!r} is not a device; use cpu, cuda or cuda:N") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"{DEVICE_ENV}={env!r} but torch sees no CUDA device; unset it or use cpu")
+    if device.type not in ("cpu", "cuda"):
+        raise ValueError(f"{DEVICE_ENV}={env!r}: only cpu and cuda are supported")
+    return device
+
+
 class ModelNotFoundError(ValueError):
     """No encoder could be found under the given name (embedded, local or Hub)."""
 

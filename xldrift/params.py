@@ -73,6 +73,7 @@ SCHEMA: dict[str, Spec] = {
     "weight_decay": Spec(float, lambda v: 0 <= v < 1, "a float in [0, 1)"),
     "head_pooling": Spec(str, lambda v: v in POOLINGS, f"one of {POOLINGS}"),
     "freeze_word_embeddings": Spec(bool, valid="true or false"),
+    "compare_setups": Spec(bool, valid="true or false"),
     "force": Spec(bool, valid="true or false"),
     "poolings": Spec(list, _list_of(str, POOLINGS), f"a non-empty subset of {POOLINGS}"),
     "metrics": Spec(list, _list_of(str, METRICS), f"a non-empty subset of {METRICS}"),
