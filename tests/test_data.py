@@ -111,3 +111,19 @@ def test_sib200_items():
     items = splits.select_items("sib200", "eng_Latn", n_train=701, n_val=99, n_eval=204, n_drift=1004, seed=0)
     counts = items.groupby("role").size().to_dict()
     assert counts == {"train": 701, "val": 99, "eval": 204, "drift": 1004}
+
+
+def test_sib200_drift_items_from_three_files_have_unique_parallel_ids():
+    # Drift draws from train, dev and test, whose row ids all start at 0.
+    items = splits.select_items("sib200", "eng_Latn", n_train=701, n_val=99, n_eval=204, n_drift=1004, seed=0)
+    eng = splits.items_for("sib200", "eng_Latn", items, "drift")
+    fra = splits.items_for("sib200", "fra_Latn", items, "drift")
+    assert len(eng) == 1004 and eng["id"].is_unique
+    assert set(eng["split"]) == {"train", "dev", "test"}
+    assert eng["id"].tolist() == fra["id"].tolist() and eng["label"].tolist() == fra["label"].tolist()
+    n_train = len(data.load_split("sib200", "eng_Latn", "train"))
+    first_dev = eng[eng["split"] == "dev"]["id"].min()
+    assert first_dev >= n_train  # shifted past the train file
+    # single-file roles keep their row ids
+    ev = splits.items_for("sib200", "eng_Latn", items, "eval")
+    assert ev["id"].tolist() == items[items["role"] == "eval"]["id"].tolist()

@@ -120,8 +120,12 @@ def _select_sib(
 def items_for(task: str, lang: str, items: pd.DataFrame, role: str) -> pd.DataFrame:
     """The texts of ``role``'s items in language ``lang`` (common schema).
 
-    Rows keep the order of ``items``; ``id`` stays the row index within its
-    split, and a ``split`` column says which file it came from.
+    Rows keep the order of ``items``; ``id`` is the row index within its
+    split, and a ``split`` column says which file it came from. Evaluation and
+    drift items are keyed by ``id`` downstream, so when they come from several
+    files (SIB-200 drift uses train, dev and test) each file's ids are shifted
+    by the sizes of the files before it, in the order they first appear in
+    ``items``; as the files are parallel, the shift is the same in every language.
     """
     if role not in ROLES:
         raise ValueError(f"unknown role {role!r}; valid: {', '.join(ROLES)}")
@@ -134,4 +138,11 @@ def items_for(task: str, lang: str, items: pd.DataFrame, role: str) -> pd.DataFr
             raise data.DataError(f"{task} {lang} {split}: labels differ from the selected items (not parallel?)")
         rows.insert(0, "split", split)
         out.append(rows)
-    return pd.concat(out, ignore_index=True) if out else pd.DataFrame(columns=["split", "id", "group", "text_a", "text_b", "label"])
+    if not out:
+        return pd.DataFrame(columns=["split", "id", "group", "text_a", "text_b", "label"])
+    if role in ("eval", "drift") and len(out) > 1:
+        offset = 0
+        for rows, split in zip(out, sel.groupby("split", sort=False).groups):
+            rows["id"] = rows["id"] + offset
+            offset += len(data.load_split(task, lang, split))
+    return pd.concat(out, ignore_index=True)
