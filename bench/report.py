@@ -220,7 +220,7 @@ def end_to_end(sec: dict | None) -> str:
          _at_most(smoke.get("warm_over_cold"), t["warm_over_cold"])],
         ["smoke, peak RSS (cold / re-run)", f"{_fmt(_get(smoke, 'cold', 'peak_rss_mb'), '.0f', ' MB')} / "
                                             f"{_fmt(_get(smoke, 'warm', 'peak_rss_mb'), '.0f', ' MB')}", "", ""],
-        ["default, notebooks total (recorded)", _dur(default_total), f"<= {t['default_wall_s']:g} s",
+        ["default, notebooks total (recorded; cached runs count as reused)", _dur(default_total), f"<= {t['default_wall_s']:g} s",
          _at_most(default_total, t["default_wall_s"])],
         ["full, notebooks total (recorded)", _dur(full_total), "", ""],
     ]
@@ -278,7 +278,9 @@ def scale(sec: dict | None) -> str:
 def _guarded(build: Callable[[Any], str], arg: Any, title: str) -> str:
     """A section, or a line saying it could not be rendered (the README is still written)."""
     try:
-        return build(arg)
+        text = build(arg)
+        when = _get(arg, "measured", "when") if isinstance(arg, dict) else None
+        return text + (f"\n\n_Measured {when}._" if when else "")
     except (KeyError, TypeError, ValueError, AttributeError) as err:
         logger.warning("could not render %s: %s", title, err)
         return f"## {title}\n\nCould not be rendered from results.json ({type(err).__name__}: {err}); {NA}."

@@ -81,21 +81,24 @@ def main() -> None:
     ap.add_argument("--skip", nargs="*", default=[], choices=["cka", "extract", "e2e", "scale"])
     args = ap.parse_args()
     repeats = 3 if args.quick else 5
-    results: dict = {"machine": machine(), "when": time.strftime("%Y-%m-%d %H:%M")}
+    # Sections not measured this time are kept from the last run, each with its own machine and date.
+    previous = json.loads((HERE / "results.json").read_text()) if (HERE / "results.json").is_file() else {}
+    results: dict = {**previous, "machine": machine(), "when": time.strftime("%Y-%m-%d %H:%M")}
+    stamp = {"machine": results["machine"], "when": results["when"]}
     if "cka" not in args.skip:
         import bench_cka
 
-        results["cka"] = bench_cka.run(repeats=repeats)
+        results["cka"] = {**bench_cka.run(repeats=repeats), "measured": stamp}
     if "extract" not in args.skip:
         import bench_extract
 
-        results["extract"] = bench_extract.run(n_items=2000, repeats=max(2, repeats - 2))
+        results["extract"] = {**bench_extract.run(n_items=2000, repeats=max(2, repeats - 2)), "measured": stamp}
     if "scale" not in args.skip:
         import bench_scale
 
-        results["scale"] = bench_scale.run()
+        results["scale"] = {**bench_scale.run(), "measured": stamp}
     if "e2e" not in args.skip:
-        results["end_to_end"] = {"smoke": end_to_end("smoke"),
+        results["end_to_end"] = {"smoke": end_to_end("smoke"), "measured": stamp,
                                  "default_recorded": recorded_durations("default"),
                                  "full_recorded": recorded_durations("full")}
     (HERE / "results.json").write_text(json.dumps(results, indent=2, default=str) + "\n")

@@ -53,7 +53,7 @@ def test_missing_data_folder(capsys, out, monkeypatch, tmp_path):
 
 
 def test_valid_profiles_pass_validation(capsys, out):
-    for profile in ("smoke", "default", "full", "sib200"):
+    for profile in ("smoke", "default", "full", "sib200", "sib200-lite"):
         assert runner.main(["--profile", profile, "--check"]) == 0, capsys.readouterr().err
     assert not out.exists()
 
