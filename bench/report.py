@@ -226,7 +226,12 @@ def end_to_end(sec: dict | None) -> str:
     ]
     out = head + _table(["", "value", "target", "verdict"], rows)
     out += ("\n\nPeak RSS is the largest resident set of any process of the run (`getrusage` of children); the "
-            "re-run's figure is a running maximum, so it cannot fall below the cold run's.")
+            "re-run's figure is a running maximum, so it cannot fall below the cold run's. An unchanged re-run "
+            "re-executes every notebook: none of its fine-tunings, predictions or extractions is repeated, but each "
+            "notebook pays a kernel start and the imports of torch, transformers and matplotlib, and the statistics "
+            "and tables are recomputed from cached inputs. The default row sums the durations stamped in the "
+            "committed executed notebooks; stages that run found in the cache count at their re-run cost, so it "
+            "is a lower bound on a cold run.")
     names = sorted({k for key in ("default_recorded", "full_recorded") for k in (sec.get(key) or {})} - {"total_s"})
     if names:
         per_nb = [[n, _dur(_get(sec, "default_recorded", n)), _dur(_get(sec, "full_recorded", n))] for n in names]
