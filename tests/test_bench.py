@@ -107,7 +107,20 @@ def test_partial_section_reads_not_measured(tmp_path):
     assert "**missed**" in _row(text, "speed-up (paper time / ours)")
     assert report.NA in _row(text, "max abs diff of pooled states")
     assert "**missed**" in _row(text, "smoke, cold run (empty cache) wall")  # 400 s > 300 s
-    assert report.NA in _row(text, "re-run / cold run")
+    assert report.NA in _row(text, "unchanged re-run / cold run")
+
+
+def test_default_verdict_comes_from_a_lower_bound_on_fine_tuning(tmp_path):
+    path = tmp_path / "README.md"
+
+    def verdict(steps: int, rate: float) -> str:
+        ft = {"runs": 2, "steps": steps, "wall_s": steps * rate * 2, "fastest_s_per_step": rate}
+        report.write({"end_to_end": {"default_recorded": {"finetune": ft}}}, path)
+        row = next(line for line in path.read_text().splitlines() if "lower bound on a cold run" in line)
+        return row.rsplit("|", 2)[-2].strip()
+
+    assert verdict(1136, 2.6) == "**missed**"  # 49 min of fine-tuning alone
+    assert verdict(100, 2.6) == "not decided by the bound"  # a bound under the target proves nothing
 
 
 def test_nan_is_not_a_pass(tmp_path):

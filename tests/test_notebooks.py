@@ -60,6 +60,14 @@ def test_smoke_profile_runs_the_whole_sequence(tmp_path):
     for p in executed:
         meta = json.loads(p.read_text())["metadata"]["xldrift"]
         assert meta["source_hash"] == runner.source_hash("smoke")
+        assert meta["outputs"], f"{p.name} recorded no result or figure files"
+    # an unchanged second run finds every executed copy up to date and rewrites nothing
+    before = {p: p.read_bytes() for p in executed}
+    again = subprocess.run([sys.executable, str(ROOT / "run_study.py"), "--profile", "smoke"], cwd=ROOT, env=env,
+                           capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert again.stdout.count("up to date") == 6, again.stdout
+    assert {p: p.read_bytes() for p in executed} == before
     res = out / "results" / "smoke"
     items = pd.read_csv(res / "items.csv")
     assert set(items["role"]) == {"train", "val", "eval", "drift"}

@@ -1,9 +1,15 @@
 """Run the notebook sequence with papermill, after validating every parameter.
 
-``run_study.py --profile NAME [--set key=value ...] [--only 03,04]`` is a thin
-front end to :func:`main`. Validation happens before anything is executed or
-written; a failing notebook stops the run with the notebook and cell named and
-its partially executed copy kept as ``<name>.FAILED.ipynb``.
+``run_study.py --profile NAME [--set key=value ...] [--only 03,04] [--rerun]`` is
+a thin front end to :func:`main`. Validation happens before anything is
+executed or written; a failing notebook stops the run with the notebook and
+cell named and its partially executed copy kept as ``<name>.FAILED.ipynb``.
+
+Like ``make``, the runner skips a notebook whose executed copy is up to date
+(:func:`staleness`): made from the same sources and parameters, with the
+result and figure files it wrote, and the upstream files it could have read,
+unchanged since. ``--rerun`` executes regardless (each notebook still reads
+the fine-tunings, predictions and representations it finds in the cache).
 """
 
 from __future__ import annotations
@@ -168,8 +174,92 @@ def _relink(nb_path: Path) -> None:
     nb_path.write_text(json.dumps(nb, indent=1, ensure_ascii=False) + "\n")
 
 
-def execute(profile: str, values: dict[str, Any], notebooks: list[Path]) -> int:
-    """Execute ``notebooks`` in order; return a process exit code."""
+def _output_files(profile: str) -> dict[str, tuple[int, int]]:
+    """``{path relative to the output root: (mtime_ns, size)}`` of the profile's result and figure files.
+
+    ``config.json`` is left out: the runner itself rewrites it on every run.
+    """
+    out: dict[str, tuple[int, int]] = {}
+    for d in (paths.results_dir(profile), paths.figures_dir(profile)):
+        if d.is_dir():
+            for f in sorted(d.rglob("*")):
+                if f.is_file() and f.name != "config.json":
+                    st = f.stat()
+                    out[f.relative_to(paths.out_root()).as_posix()] = (st.st_mtime_ns, st.st_size)
+    return out
+
+
+def _digest(rel: str) -> str | None:
+    f = paths.out_root() / rel
+    return hashlib.sha256(f.read_bytes()).hexdigest()[:16] if f.is_file() else None
+
+
+def _record(executed: Path) -> dict[str, Any] | None:
+    """The ``xldrift`` metadata of an executed copy, or None if there is none readable."""
+    try:
+        return json.loads(executed.read_text())["metadata"].get("xldrift")
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def _upstream_outputs(out_dir: Path, nb: Path) -> list[str]:
+    """Files recorded as written by the executed copies of the notebooks before ``nb``."""
+    files: set[str] = set()
+    for other in sorted(out_dir.glob("0[0-9]_*.ipynb")):
+        if other.name < nb.name and ".FAILED." not in other.name:
+            files.update((_record(other) or {}).get("outputs", {}))
+    return sorted(files)
+
+
+def staleness(profile: str, nb: Path, nb_params: dict[str, Any]) -> str | None:
+    """Why ``nb``'s executed copy must be (re)made, or None when it is up to date.
+
+    Up to date means: the copy exists and records the current
+    :func:`source_hash`, the same parameters, the files it wrote (each still
+    there with the same SHA-256) and the upstream notebooks' files it could
+    read (unchanged too). Copies made before outputs were recorded are stale.
+    """
+    rec = _record(paths.executed_dir(profile) / nb.name)
+    if rec is None:
+        return "no executed copy"
+    if rec.get("source_hash") != source_hash(profile):
+        return "sources changed"
+    if rec.get("parameters") != json.loads(json.dumps(nb_params)):
+        return "parameters changed"
+    if "outputs" not in rec or "inputs" not in rec:
+        return "no record of its files"
+    for kind in ("outputs", "inputs"):
+        for rel, digest in rec[kind].items():
+            now = _digest(rel)
+            if now != digest:
+                return f"{rel} {'missing' if now is None else 'changed'}"
+    if sorted(rec["inputs"]) != _upstream_outputs(paths.executed_dir(profile), nb):
+        return "upstream files changed"
+    return None
+
+
+def execute(profile: str, values: dict[str, Any], notebooks: list[Path], *, rerun: bool = False) -> int:
+    """Execute ``notebooks`` in order, skipping up-to-date ones unless ``rerun``; return an exit code.
+
+    Once a notebook runs, every later one runs too: its inputs may have changed.
+    """
+    pending: list[Path] = []
+    for nb in notebooks:
+        declared = notebook_parameters(nb)
+        nb_params = {k: v for k, v in values.items() if k in declared}
+        why = ("--rerun" if rerun else "an earlier notebook runs" if pending
+               else staleness(profile, nb, nb_params))
+        if why is None:
+            print(f"{nb.name}: up to date (same sources, parameters and files), skipped; --rerun to execute it")
+        else:
+            print(f"{nb.name}: to run ({why})")
+            pending.append(nb)
+    if not pending:
+        return 0
+    return _execute(profile, values, pending)
+
+
+def _execute(profile: str, values: dict[str, Any], notebooks: list[Path]) -> int:
     import papermill as pm
 
     out_dir = paths.executed_dir(profile)
@@ -187,6 +277,8 @@ def execute(profile: str, values: dict[str, Any], notebooks: list[Path]) -> int:
         failed = out_dir / nb.name.replace(".ipynb", ".FAILED.ipynb")
         t0 = time.time()
         print(f"[{dt.datetime.now():%H:%M:%S}] {nb.name}: running", flush=True)
+        inputs = {rel: _digest(rel) for rel in _upstream_outputs(out_dir, nb)}
+        before = _output_files(profile)
         tmp = out_dir / f".tmp-{nb.name}"
         try:
             pm.execute_notebook(
@@ -201,8 +293,11 @@ def execute(profile: str, values: dict[str, Any], notebooks: list[Path]) -> int:
         except BaseException:
             tmp.unlink(missing_ok=True)
             raise
+        written = [rel for rel, stat in _output_files(profile).items() if before.get(rel) != stat]
         meta = json.loads(tmp.read_text())
-        meta["metadata"]["xldrift"] = {**run_info, "parameters": nb_params, "duration_s": round(time.time() - t0, 1)}
+        meta["metadata"]["xldrift"] = {**run_info, "parameters": nb_params, "duration_s": round(time.time() - t0, 1),
+                                       "outputs": {rel: _digest(rel) for rel in written},
+                                       "inputs": inputs}
         tmp.write_text(json.dumps(meta, indent=1, ensure_ascii=False) + "\n")
         _relink(tmp)
         os.replace(tmp, target)
@@ -237,6 +332,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="override a parameter (YAML value), repeatable")
     ap.add_argument("--only", default=None, help="comma-separated notebook numbers, e.g. 03,04")
     ap.add_argument("--check", action="store_true", help="validate and print the plan, run nothing")
+    ap.add_argument("--rerun", action="store_true",
+                    help="execute every selected notebook, even those whose executed copies are up to date")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
@@ -249,4 +346,4 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(values, indent=1))
         return 0
     ensure_kernel()
-    return execute(args.profile, values, nbs)
+    return execute(args.profile, values, nbs, rerun=args.rerun)
