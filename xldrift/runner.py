@@ -215,9 +215,10 @@ def staleness(profile: str, nb: Path, nb_params: dict[str, Any]) -> str | None:
     """Why ``nb``'s executed copy must be (re)made, or None when it is up to date.
 
     Up to date means: the copy exists and records the current
-    :func:`source_hash`, the same parameters, the files it wrote (each still
-    there with the same SHA-256) and the upstream notebooks' files it could
-    read (unchanged too). Copies made before outputs were recorded are stale.
+    :func:`source_hash`, the same parameters, and the files it wrote and the
+    upstream notebooks' files it could read, each still there with the SHA-256
+    it had when the run that made the copy last completed a notebook. Copies
+    made before files were recorded are stale.
     """
     rec = _record(paths.executed_dir(profile) / nb.name)
     if rec is None:
@@ -270,6 +271,7 @@ def _execute(profile: str, values: dict[str, Any], notebooks: list[Path]) -> int
     run_info = {"profile": profile, "commit": git_commit(), "source_hash": source_hash(profile),
                 "python": sys.version.split()[0], "started": dt.datetime.now().isoformat(timespec="seconds")}
     io.write_json({**run_info, "parameters": values}, paths.results_dir(profile) / "config.json")
+    done: list[Path] = []
     for nb in notebooks:
         declared = notebook_parameters(nb)
         nb_params = {k: v for k, v in values.items() if k in declared}
@@ -303,8 +305,27 @@ def _execute(profile: str, values: dict[str, Any], notebooks: list[Path]) -> int
         os.replace(tmp, target)
         if failed.exists():
             failed.unlink()
+        done.append(target)
+        _refresh(done)
         print(f"[{dt.datetime.now():%H:%M:%S}] {nb.name}: done in {time.time() - t0:.0f} s", flush=True)
     return 0
+
+
+def _refresh(copies: list[Path]) -> None:
+    """Re-record the digests of the files listed in ``copies`` (executed in this run) as they are now.
+
+    A later notebook may add to a file an earlier one wrote (06 adds its rows to 02's
+    ``accuracy.csv``); the state a completed run leaves is the one to compare against.
+    """
+    for copy in copies:
+        nb = json.loads(copy.read_text())
+        rec = nb["metadata"]["xldrift"]
+        fresh = {kind: {rel: _digest(rel) for rel in rec[kind]} for kind in ("outputs", "inputs")}
+        if any(fresh[kind] != rec[kind] for kind in fresh):
+            rec.update(fresh)
+            tmp = copy.with_name(f".tmp-{copy.name}")
+            tmp.write_text(json.dumps(nb, indent=1, ensure_ascii=False) + "\n")
+            os.replace(tmp, copy)
 
 
 def ensure_kernel() -> None:
