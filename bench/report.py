@@ -292,6 +292,26 @@ def scale(sec: dict | None) -> str:
     return text
 
 
+def projection(sec: dict | None) -> str:
+    """Each profile's cold CPU time projected from its counts and this machine's measured rates."""
+    head = "## Profiles projected from their parts\n\n"
+    if not sec:
+        return head + "Not computed (needs the extraction section and the default profile's recorded fine-tunings)."
+    ft = sec.get("finetune_s_per_step") or {}
+    rows = [[f"`{name}`", c.get("targets"), c.get("fine_tunings"), c.get("steps"), c.get("eval_items"),
+             c.get("extract_items"), f"{_dur(_get(c, 'projected_s', 'fastest'))} - {_dur(_get(c, 'projected_s', 'median'))}"]
+            for name, c in (sec.get("profiles") or {}).items()]
+    note = (f"Counts follow from each profile's parameters (fine-tunings: seeds x sources x (1 + setup variants + "
+            f"intervention conditions)). Rates: {_fmt(ft.get('fastest'), '.2f')} (fastest) and "
+            f"{_fmt(ft.get('median'), '.2f')} (median) s per fine-tuning step over the {ft.get('runs', NA)} "
+            f"fine-tunings the default profile recorded, and {_fmt(sec.get('forward_items_per_s'), '.1f')} items/s "
+            f"for evaluation and extraction (the extraction section's throughput on XNLI pairs; SIB-200 sentences "
+            f"are of similar length). Statistics, tables and figures are left out. On this machine the projection "
+            f"for `default` can be set against its measured cold time of about 2 h (see the main README).")
+    return head + note + "\n\n" + _table(["profile", "targets", "fine-tunings", "steps", "evaluation items",
+                                            "extraction items", "projected CPU time (fastest - median rate)"], rows)
+
+
 def _guarded(build: Callable[[Any], str], arg: Any, title: str) -> str:
     """A section, or a line saying it could not be rendered (the README is still written)."""
     try:
@@ -310,6 +330,7 @@ def render(results: dict) -> str:
              _guarded(cka, results.get("cka"), "Linear CKA"),
              _guarded(extraction, results.get("extract"), "Extraction"),
              _guarded(end_to_end, results.get("end_to_end"), "End to end"),
+             _guarded(projection, results.get("projection"), "Profiles projected from their parts"),
              _guarded(scale, results.get("scale"), "Scale")]
     return "\n\n".join(p.rstrip() for p in parts) + "\n"
 

@@ -102,10 +102,24 @@ def recorded_durations(profile: str) -> dict:
     return out
 
 
+def _recorded_rates(profile: str) -> list[float]:
+    """Seconds per step of each distinct fine-tuning the profile's committed results record."""
+    import pandas as pd
+
+    seen: dict[str, float] = {}
+    for table in ("checkpoints", "intervention_runs", "setup_comparison"):
+        f = ROOT / "results" / profile / f"{table}.csv"
+        if f.is_file():
+            for row in pd.read_csv(f).to_dict("records"):
+                seen.setdefault(row["checkpoint"], row["seconds_per_step"])
+    return list(seen.values())
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true", help="fewer repeats")
-    ap.add_argument("--skip", nargs="*", default=[], choices=["cka", "extract", "e2e", "scale"])
+    ap.add_argument("--skip", nargs="*", default=[], choices=["cka", "extract", "e2e", "scale"],
+                    help="sections not to measure (the projection is always recomputed from what is recorded)")
     args = ap.parse_args()
     repeats = 3 if args.quick else 5
     # Sections not measured this time are kept from the last run, each with its own machine and date.
@@ -128,6 +142,13 @@ def main() -> None:
         results["end_to_end"] = {"smoke": end_to_end("smoke"), "measured": stamp,
                                  "default_recorded": recorded_durations("default"),
                                  "full_recorded": recorded_durations("full")}
+    rates = [float(r) for r in _recorded_rates("default")]
+    items_per_s = (results.get("extract") or {}).get("ours", {}).get("items_per_s")
+    if rates and items_per_s:
+        import bench_project
+
+        results["projection"] = {**bench_project.project(["default", "full", "sib200-lite", "sib200"], rates,
+                                                         items_per_s), "measured": stamp}
     (HERE / "results.json").write_text(json.dumps(results, indent=2, default=str) + "\n")
     import report
 

@@ -180,3 +180,26 @@ def test_malformed_section_does_not_stop_the_readme(tmp_path):
     text = path.read_text()
     assert "Could not be rendered" in _section(text, "## Linear CKA")
     assert "## Scale" in text and "**missed**" in _row(text, "max abs diff of pooled states")
+
+
+def test_projected_counts_match_what_the_default_run_recorded():
+    import bench_project
+    import run_all
+
+    rates = run_all._recorded_rates("default")
+    c = bench_project.counts("default")
+    assert c["fine_tunings"] == len(rates) == 8  # 1 main + 3 intervention conditions + 4 setup variants
+    recorded = run_all.recorded_durations("default")["finetune"]["steps"]
+    assert abs(c["steps"] - recorded) <= 0.02 * recorded  # items are drawn by premise group, so n_train is approximate
+    full = bench_project.counts("full")
+    assert full["fine_tunings"] == 3 * (1 + 4 + 5) and full["targets"] == 15
+
+
+def test_projection_section_renders_counts_and_rates(tmp_path):
+    path = tmp_path / "README.md"
+    sec = {"finetune_s_per_step": {"fastest": 2.5, "median": 4.0, "runs": 8}, "forward_items_per_s": 17.0,
+           "profiles": {"full": {"targets": 15, "fine_tunings": 30, "steps": 7980, "eval_items": 904500,
+                                 "extract_items": 60300, "projected_s": {"fastest": 77040, "median": 90653}}}}
+    report.write({"projection": sec}, path)
+    row = _row(path.read_text(), "`full`")
+    assert "21.4 h - 25.2 h" in row and "904500" in row

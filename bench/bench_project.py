@@ -1,0 +1,53 @@
+"""Project a profile's cold CPU time from its parts and this machine's measured rates.
+
+A profile's cost is dominated by three counts that follow from its parameters:
+fine-tuning steps, zero-shot evaluation items and extraction items. They are
+multiplied by rates measured on this machine: seconds per fine-tuning step as
+recorded by the default profile's checkpoints (fastest and median), and encoder
+forward throughput from the extraction benchmark of the same results file.
+Statistics, tables and figures (minutes at most) are left out, so the
+projection is a lower bound of the right order, not a prediction to the minute.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+
+def counts(profile: str) -> dict:
+    """Fine-tunings, steps, evaluation and extraction items the profile implies, from its parameters."""
+    from xldrift import runner, setups
+
+    values, _ = runner.plan(profile, {}, None)
+    p = SimpleNamespace(**values)
+    targets = runner.params.resolve_targets(values)
+    sources, seeds = len(p.source_languages), len(p.seeds)
+    steps_per_run = math.ceil(p.n_train / p.batch_size) * p.epochs
+    main = sources * seeds
+    setup_runs = (len(setups.variants(p)) - 1) * main if p.compare_setups else 0
+    per_condition = {"targeted": 1, "lowest": 1, "random": p.random_draws}
+    intervention = sum(per_condition[c] for c in p.conditions) * main
+    runs = main + setup_runs + intervention
+    return {"profile": profile, "targets": len(targets), "fine_tunings": runs, "steps": runs * steps_per_run,
+            "eval_items": runs * len(targets) * p.n_eval, "extract_items": (1 + main) * len(targets) * p.n_drift}
+
+
+def project(profiles: list[str], finetune_rates: list[float], items_per_s: float) -> dict:
+    """Counts and projected hours for each profile at the fastest and median fine-tuning rate."""
+    fast, median = min(finetune_rates), statistics.median(finetune_rates)
+    out = {"finetune_s_per_step": {"fastest": fast, "median": median, "runs": len(finetune_rates)},
+           "forward_items_per_s": items_per_s, "profiles": {}}
+    for name in profiles:
+        c = counts(name)
+        forward_s = (c["eval_items"] + c["extract_items"]) / items_per_s
+        c["projected_s"] = {"fastest": round(c["steps"] * fast + forward_s), "median": round(c["steps"] * median + forward_s)}
+        c["forward_s"] = round(forward_s)
+        out["profiles"][name] = c
+    return out
