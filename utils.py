@@ -116,9 +116,11 @@ def _record(path: Path, number: str, values: dict[str, Any]) -> None:
 
 
 def show(df: pd.DataFrame, caption: str | None = None, digits: int = 3, max_rows: int = 40) -> Any:
-    """Display a tidy table, rounded, with an optional caption."""
+    """Display a tidy table, rounded, with an optional caption; longer tables show their first ``max_rows``."""
     shown = df.head(max_rows) if len(df) > max_rows else df
     sty = shown.style.format(precision=digits, na_rep="–").hide(axis="index")
+    if len(df) > max_rows:
+        caption = f"{caption or 'Table'} (first {max_rows} of {len(df)} rows; the CSV has them all)"
     if caption:
         sty = sty.set_caption(caption)
     return sty

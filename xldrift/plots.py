@@ -1,10 +1,62 @@
-"""Figures shared by the notebooks (matplotlib/seaborn), sized for GitHub rendering."""
+"""Figures shared by the notebooks (matplotlib/seaborn), sized for GitHub rendering.
+
+Figures with one mark per language switch, above :data:`MANY` languages (the
+200-language SIB-200 profiles), from per-language bars and legends to sorted
+profiles with the extremes named and colours per language family, so that
+they keep a fixed, readable size.
+"""
 
 from __future__ import annotations
+
+import math
 
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+
+MANY = 40  # languages above which per-language bars, ticks and legends give way to summaries
+N_FAMILIES = 9  # families shown by colour when there are many languages; the rest are "other"
+
+
+def _named_extremes(ax, x, y, labels, k: int = 5, fontsize: int = 7) -> None:
+    """Write the labels of the ``k`` lowest and ``k`` highest points of ``y`` next to them."""
+    y = np.asarray(y, float)
+    order = np.argsort(y)
+    for i in list(order[:k]) + list(order[-k:]):
+        ax.annotate(labels[i], (x[i], y[i]), xytext=(3, 0), textcoords="offset points", fontsize=fontsize,
+                    va="center", rotation=0)
+
+
+def _thin_ticks(ax, labels, axis: str = "x", max_ticks: int = MANY) -> None:
+    """Label at most ``max_ticks`` of the positions ``0..len(labels)-1``, evenly spaced."""
+    step = max(1, math.ceil(len(labels) / max_ticks))
+    pos = list(range(0, len(labels), step))
+    names = [labels[i] for i in pos]
+    if axis == "x":
+        ax.set_xticks(pos, names, rotation=90, fontsize=6)
+    else:
+        ax.set_yticks(pos, names, fontsize=6)
+
+
+def family_groups(targets: list[str], families: dict[str, str], n: int = N_FAMILIES) -> dict[str, str]:
+    """Each target's family, keeping the ``n`` commonest among ``targets`` and calling the rest ``other``.
+
+    Ties in frequency are broken by name, so the grouping is deterministic.
+    """
+    fams = pd.Series([families.get(t, "unknown") for t in targets])
+    counts = fams.value_counts()
+    keep = set(sorted(counts.index, key=lambda f: (-counts[f], f))[:n])
+    return {t: (f if f in keep else "other") for t, f in zip(targets, fams)}
+
+
+def _family_colours(groups: dict[str, str]) -> dict[str, tuple]:
+    """A colour per family group (commonest first), grey for ``other``."""
+    counts = pd.Series(list(groups.values())).value_counts()
+    names = sorted((f for f in counts.index if f != "other"), key=lambda f: (-counts[f], f))
+    palette = plt.get_cmap("tab10")
+    out = {f: palette(i % 10) for i, f in enumerate(names)}
+    out["other"] = (0.6, 0.6, 0.6, 1.0)
+    return out
 
 
 def accuracy_bars(summary: pd.DataFrame, chance: float, title: str = "Zero-shot accuracy per target language"):
@@ -14,6 +66,8 @@ def accuracy_bars(summary: pd.DataFrame, chance: float, title: str = "Zero-shot 
         summary: ``source, target, accuracy, ci_low, ci_high`` (from transfer.accuracy_summary).
     """
     sources = summary["source"].unique()
+    if summary["target"].nunique() > MANY:
+        return _accuracy_profile(summary, chance, title)
     fig, axes = plt.subplots(len(sources), 1, figsize=(max(6, 0.45 * summary["target"].nunique() + 2),
                                                         3.2 * len(sources)), squeeze=False)
     for ax, source in zip(axes[:, 0], sources):
@@ -30,6 +84,70 @@ def accuracy_bars(summary: pd.DataFrame, chance: float, title: str = "Zero-shot 
     return fig
 
 
+def _accuracy_profile(summary: pd.DataFrame, chance: float, title: str):
+    """Many languages: accuracy sorted from best to worst with its CI band, extremes named; and a histogram."""
+    sources = summary["source"].unique()
+    fig, axes = plt.subplots(len(sources), 2, figsize=(12, 3.6 * len(sources)), squeeze=False,
+                             gridspec_kw={"width_ratios": [4, 1]})
+    for (ax, hist), source in zip(axes, sources):
+        d = summary[summary["source"] == source].sort_values("accuracy", ascending=False).reset_index(drop=True)
+        x = np.arange(len(d))
+        ax.fill_between(x, d["ci_low"], d["ci_high"], color="#1b9e77", alpha=0.25, lw=0, label="95% CI")
+        ax.plot(x, d["accuracy"], color="#1b9e77", lw=1.2, label="accuracy")
+        src = d.index[d["target"] == source]
+        ax.scatter(src, d.loc[src, "accuracy"], color="#d95f02", zorder=3, s=25, label=f"source {source}")
+        _named_extremes(ax, x, d["accuracy"].to_numpy(), d["target"].tolist())
+        ax.axhline(chance, ls="--", c="grey", lw=1, label="chance")
+        ax.set(ylabel="accuracy", ylim=(0, 1), xlabel=f"target languages, best to worst (n = {len(d)})",
+               title=f"{title} (source {source})")
+        ax.legend(fontsize=8, loc="lower left")
+        hist.hist(d["accuracy"], bins=20, range=(0, 1), orientation="horizontal", color="#1b9e77")
+        hist.axhline(chance, ls="--", c="grey", lw=1)
+        hist.set(ylim=(0, 1), xlabel="languages", title="distribution")
+    fig.tight_layout()
+    return fig
+
+
+def token_lengths(lengths: pd.DataFrame, fertility: pd.DataFrame, max_length: int):
+    """Tokens per item per language (box plots, or quartile bands above :data:`MANY` languages) and fertility.
+
+    Args:
+        lengths: ``language, tokens``, one row per item.
+        fertility: ``language, median_tokens, tokens_per_char`` (from tokens.token_table).
+        max_length: the truncation length, drawn as a dashed line.
+    """
+    import seaborn as sns
+
+    order = fertility.sort_values("median_tokens")["language"].tolist()
+    fert = fertility.sort_values("tokens_per_char")
+    fig, axes = plt.subplots(1, 2, figsize=(11 if len(order) <= MANY else 12, 3.6),
+                             gridspec_kw={"width_ratios": [2, 1]})
+    if len(order) <= MANY:
+        sns.boxplot(lengths, x="language", y="tokens", order=order, ax=axes[0], fliersize=1, color="#9ecae1")
+        axes[0].tick_params(axis="x", rotation=90 if len(order) > 20 else 0)
+        sns.barplot(fert, y="language", x="tokens_per_char", ax=axes[1], color="#3182bd")
+        axes[1].tick_params(axis="y", labelsize=6 if len(order) > 30 else 9)
+        axes[0].set(xlabel="")
+        axes[1].set(ylabel="")
+    else:
+        q = lengths.groupby("language")["tokens"].quantile([0.25, 0.5, 0.75]).unstack().reindex(order)
+        x = np.arange(len(q))
+        axes[0].fill_between(x, q[0.25], q[0.75], color="#9ecae1", lw=0, label="quartiles")
+        axes[0].plot(x, q[0.5], color="#3182bd", lw=1.2, label="median")
+        _named_extremes(axes[0], x, q[0.5].to_numpy(), q.index.tolist(), k=4)
+        axes[0].legend(fontsize=8, loc="upper left")
+        axes[0].set(xlabel=f"languages, by median length (n = {len(q)})")
+        y = np.arange(len(fert))
+        axes[1].plot(fert["tokens_per_char"], y, color="#3182bd", lw=1.2)
+        _named_extremes(axes[1], fert["tokens_per_char"].to_numpy(), y, fert["language"].tolist(), k=4)
+        axes[1].set(ylabel=f"languages, by fertility (n = {len(fert)})", yticks=[])
+    axes[0].axhline(max_length, ls="--", c="grey", lw=1)
+    axes[0].set(title="Tokens per evaluation item", ylabel="tokens")
+    axes[1].set(title="Fertility (tokens per character)", xlabel="tokens per character")
+    fig.tight_layout()
+    return fig
+
+
 def intervention_gains(gains: pd.DataFrame, distance: pd.Series, close: list[str], distant: list[str],
                        title: str = "Gain over full fine-tuning per target"):
     """Gain per target, sorted by distance to the source, with bootstrap CIs; one panel per condition.
@@ -41,6 +159,8 @@ def intervention_gains(gains: pd.DataFrame, distance: pd.Series, close: list[str
     """
     conds = [c for c in gains["condition"].unique() if c != "full"]
     order = [t for t in distance.sort_values().index if t in set(close) | set(distant)]
+    if len(order) > MANY:
+        return _gains_scatter(gains, distance, conds, order, set(distant), title)
     fig, axes = plt.subplots(1, len(conds), figsize=(max(4, 0.35 * len(order) + 1.5) * len(conds), 3.4),
                              squeeze=False, sharey=True)
     for ax, cond in zip(axes[0], conds):
@@ -53,6 +173,29 @@ def intervention_gains(gains: pd.DataFrame, distance: pd.Series, close: list[str
         ax.axhline(0, c="grey", lw=1)
         ax.set_xticks(x, [f"{t}\n{distance[t]:.2f}" for t in order], fontsize=7 if len(order) > 10 else 9)
         ax.set(title=f"{cond} - full", xlabel="target (distance to source)")
+    axes[0, 0].set_ylabel("accuracy gain")
+    fig.suptitle(f"{title} (green: close half, purple: distant half)", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def _gains_scatter(gains: pd.DataFrame, distance: pd.Series, conds: list[str], order: list[str], distant: set,
+                   title: str):
+    """Many languages: gain against distance per condition, with CIs and the mean gain per distance decile."""
+    fig, axes = plt.subplots(1, len(conds), figsize=(4.6 * len(conds) + 0.6, 3.6), squeeze=False, sharey=True)
+    for ax, cond in zip(axes[0], conds):
+        d = gains[gains["condition"] == cond].set_index("target").reindex(order)
+        d["distance"] = distance.reindex(order).to_numpy()
+        colors = ["#7570b3" if t in distant else "#1b9e77" for t in order]
+        ax.errorbar(d["distance"], d["gain"], yerr=[d["gain"] - d["ci_low"], d["ci_high"] - d["gain"]], fmt="none",
+                    ecolor="grey", alpha=0.3, lw=0.6)
+        ax.scatter(d["distance"], d["gain"], c=colors, s=10, zorder=3)
+        bins = pd.qcut(d["distance"].rank(method="first"), 10, labels=False)
+        means = d.groupby(bins).agg(distance=("distance", "mean"), gain=("gain", "mean"))
+        ax.plot(means["distance"], means["gain"], color="black", lw=1.5, marker="o", ms=3, label="decile mean")
+        ax.axhline(0, c="grey", lw=1)
+        ax.set(title=f"{cond} - full (n = {d['gain'].notna().sum()})", xlabel="distance to source")
+        ax.legend(fontsize=8)
     axes[0, 0].set_ylabel("accuracy gain")
     fig.suptitle(f"{title} (green: close half, purple: distant half)", fontsize=10)
     fig.tight_layout()
@@ -119,6 +262,8 @@ def drift_profile(impact: pd.DataFrame, families: dict[str, str], metric: str, s
     """
     poolings = list(dict.fromkeys(impact["pooling"]))
     targets = list(dict.fromkeys(impact["target"]))
+    if len(targets) > MANY:
+        return _drift_by_family(impact, families, metric, source, poolings, targets)
     styles = _family_styles(targets, families)
     fig, axes = plt.subplots(2, len(poolings), figsize=(5.0 * len(poolings) + 2.4, 7.2), squeeze=False)
     for j, pooling in enumerate(poolings):
@@ -143,10 +288,51 @@ def drift_profile(impact: pd.DataFrame, families: dict[str, str], metric: str, s
     return fig
 
 
+def _drift_by_family(impact: pd.DataFrame, families: dict[str, str], metric: str, source: str,
+                     poolings: list[str], targets: list[str]):
+    """Many languages: one thin line per language and a thick median line per family, coloured by family."""
+    groups = family_groups(targets, families)
+    colours = _family_colours(groups)
+    counts = pd.Series(groups).value_counts()
+    fig, axes = plt.subplots(2, len(poolings), figsize=(5.0 * len(poolings) + 2.8, 7.2), squeeze=False)
+    for j, pooling in enumerate(poolings):
+        d = impact[impact["pooling"] == pooling].copy()
+        d["relative"] = d["impact"] / d["layer"].map(d.groupby("layer")["impact"].mean())
+        d["family"] = d["target"].map(groups)
+        for row, col in enumerate(("impact", "relative")):
+            ax = axes[row, j]
+            for t, g in d.groupby("target"):
+                g = g.sort_values("layer")
+                ax.plot(g["layer"], g[col], color=colours[groups[t]], lw=0.5, alpha=0.25)
+            for fam in colours:
+                g = d[d["family"] == fam].groupby("layer")[col].median()
+                if len(g):
+                    ax.plot(g.index, g.to_numpy(), color=colours[fam], lw=2.2,
+                            label=f"{fam} ({counts.get(fam, 0)})")
+            ax.set_xticks(sorted(d["layer"].unique()))
+            ax.grid(alpha=0.3)
+        _impact_scale(axes[0, j], d["impact"].to_numpy())
+        axes[0, j].set(title=f"{pooling}: impact = 1 - {metric}", ylabel="impact (log scale)")
+        axes[1, j].axhline(1.0, c="grey", lw=0.8)
+        axes[1, j].set(title=f"{pooling}: relative to the layer's mean over languages", xlabel="layer",
+                       ylabel="impact / layer mean")
+    axes[0, -1].legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=8,
+                       title=f"family median (languages)\n{len(targets)} languages, thin lines")
+    fig.suptitle(f"Drift per layer after fine-tuning on {source}", fontsize=11)
+    fig.tight_layout()
+    return fig
+
+
 def _heat(ax, table: pd.DataFrame, norm, cmap: str, fmt: str):
-    """``table`` (rows = layers) as an image, each cell annotated in black or white, whichever reads."""
-    im = ax.imshow(table.to_numpy(), aspect="auto", cmap=cmap, norm=norm, origin="lower")
-    ax.set_xticks(range(table.shape[1]), table.columns, rotation=90 if table.shape[1] > 12 else 0, fontsize=8)
+    """``table`` (rows = layers) as an image, each cell annotated in black or white, whichever reads.
+
+    Above :data:`MANY` columns, only evenly spaced column labels are written.
+    """
+    im = ax.imshow(table.to_numpy(), aspect="auto", cmap=cmap, norm=norm, origin="lower", interpolation="nearest")
+    if table.shape[1] > MANY:
+        _thin_ticks(ax, [str(c) for c in table.columns])
+    else:
+        ax.set_xticks(range(table.shape[1]), table.columns, rotation=90 if table.shape[1] > 12 else 0, fontsize=8)
     ax.set_yticks(range(table.shape[0]), table.index, fontsize=8)
     if table.size <= 400:
         for (i, j), v in np.ndenumerate(table.to_numpy()):
@@ -184,8 +370,8 @@ def drift_heatmap(impact: pd.DataFrame, metric: str, source: str):
     poolings = list(dict.fromkeys(impact["pooling"]))
     order = impact.groupby("target")["impact"].mean().sort_values(ascending=False).index
     n_t, n_l = len(order), impact["layer"].nunique()
-    fig, axes = plt.subplots(2, len(poolings), figsize=(max(4.5, 0.45 * n_t + 2.2) * len(poolings), 0.72 * n_l + 3.2),
-                             squeeze=False)
+    width = max(4.5, 0.45 * n_t + 2.2) if n_t <= MANY else 9.0
+    fig, axes = plt.subplots(2, len(poolings), figsize=(width * len(poolings), 0.72 * n_l + 3.2), squeeze=False)
     for j, pooling in enumerate(poolings):
         table = impact[impact["pooling"] == pooling].pivot(index="layer", columns="target", values="impact")[order]
         im = _heat(axes[0, j], table, _log_norm(table.to_numpy()), "magma_r", ".2g")
@@ -216,7 +402,7 @@ def alignment_vs_drift(change: pd.DataFrame, impact: pd.DataFrame, metric: str, 
     ch = ch[order]
     im_ = impact[impact["pooling"] == pooling].pivot(index="layer", columns="target", values="impact")
     im_ = im_.loc[ch.index, order]
-    width = max(4.0, 0.38 * len(order) + 1.8)
+    width = max(4.0, 0.38 * len(order) + 1.8) if len(order) <= MANY else 8.0
     fig, axes = plt.subplots(1, 3, figsize=(2 * width + 4.5, 0.36 * len(ch) + 2.4),
                              gridspec_kw={"width_ratios": [width, width, 4.5]})
     bound = max(float(np.nanmax(np.abs(ch.to_numpy()))), 1e-6)
@@ -246,20 +432,31 @@ def umap_panels(points: pd.DataFrame, families: dict[str, str], pooling: str):
     """
     layers = sorted(points["layer"].unique())
     targets = list(dict.fromkeys(points["target"]))
-    palette = plt.get_cmap("tab10" if len(targets) <= 10 else "tab20")
+    many = len(targets) > MANY
+    if many:  # one colour per family: hundreds of language colours cannot be told apart
+        groups = family_groups(targets, families)
+        colours = _family_colours(groups)
+        keys, key_of = list(colours), groups
+        counts = pd.Series(groups).value_counts()
+        label = {f: f"{f} ({counts.get(f, 0)} languages)" for f in keys}
+    else:
+        palette = plt.get_cmap("tab10" if len(targets) <= 10 else "tab20")
+        colours = {t: palette(k % palette.N) for k, t in enumerate(targets)}
+        keys, key_of = targets, {t: t for t in targets}
+        label = {t: f"{t} ({families.get(t, 'unknown')})" for t in targets}
     fig, axes = plt.subplots(len(layers), 2, figsize=(9.5, 3.9 * len(layers)), squeeze=False)
     for i, layer in enumerate(layers):
         for j, state in enumerate(("pre", "post")):
             ax = axes[i, j]
             d = points[(points["layer"] == layer) & (points["state"] == state)]
-            for k, t in enumerate(targets):
-                g = d[d["target"] == t]
-                ax.scatter(g["x"], g["y"], s=4, alpha=0.7, color=palette(k % palette.N),
-                           label=f"{t} ({families.get(t, 'unknown')})")
+            for key in keys:
+                g = d[d["target"].map(key_of) == key]
+                ax.scatter(g["x"], g["y"], s=4, alpha=0.7, color=colours[key], label=label[key])
             ax.set(title=f"layer {layer}, {state}", xticks=[], yticks=[])
     axes[0, 1].legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=8, markerscale=3,
-                      title="language (family)")
-    fig.suptitle(f"UMAP of item representations ({pooling} pooling), coloured by language", fontsize=11)
+                      title="family" if many else "language (family)")
+    fig.suptitle(f"UMAP of item representations ({pooling} pooling), coloured by "
+                 f"{'family' if many else 'language'}", fontsize=11)
     fig.tight_layout()
     return fig
 
