@@ -18,13 +18,16 @@ MANY = 40  # languages above which per-language bars, ticks and legends give way
 N_FAMILIES = 9  # families shown by colour when there are many languages; the rest are "other"
 
 
-def _named_extremes(ax, x, y, labels, k: int = 5, fontsize: int = 7) -> None:
-    """Write the labels of the ``k`` lowest and ``k`` highest points of ``y`` next to them."""
-    y = np.asarray(y, float)
-    order = np.argsort(y)
-    for i in list(order[:k]) + list(order[-k:]):
-        ax.annotate(labels[i], (x[i], y[i]), xytext=(3, 0), textcoords="offset points", fontsize=fontsize,
-                    va="center", rotation=0)
+def _named_extremes(ax, values, labels, *, k: int = 5, fmt: str = ".2f", high: str = "highest", low: str = "lowest",
+                    loc: tuple[float, float] = (0.98, 0.97), ha: str = "right") -> None:
+    """List the ``k`` highest and ``k`` lowest ``values`` with their labels in a box in the axes' corner."""
+    s = pd.Series(np.asarray(values, float), index=list(labels)).dropna().sort_values()
+    def line(part: pd.Series) -> str:
+        return ", ".join(f"{name} {format(v, fmt)}" for name, v in part.items())
+
+    text = f"{high}: {line(s.iloc[::-1].head(k))}\n{low}: {line(s.head(k))}"
+    ax.text(*loc, text, transform=ax.transAxes, ha=ha, va="top", fontsize=7,
+            bbox=dict(boxstyle="round", fc="white", ec="0.8", alpha=0.9))
 
 
 def _thin_ticks(ax, labels, axis: str = "x", max_ticks: int = MANY) -> None:
@@ -96,7 +99,7 @@ def _accuracy_profile(summary: pd.DataFrame, chance: float, title: str):
         ax.plot(x, d["accuracy"], color="#1b9e77", lw=1.2, label="accuracy")
         src = d.index[d["target"] == source]
         ax.scatter(src, d.loc[src, "accuracy"], color="#d95f02", zorder=3, s=25, label=f"source {source}")
-        _named_extremes(ax, x, d["accuracy"].to_numpy(), d["target"].tolist())
+        _named_extremes(ax, d["accuracy"], d["target"], high="best", low="worst")
         ax.axhline(chance, ls="--", c="grey", lw=1, label="chance")
         ax.set(ylabel="accuracy", ylim=(0, 1), xlabel=f"target languages, best to worst (n = {len(d)})",
                title=f"{title} (source {source})")
@@ -134,12 +137,12 @@ def token_lengths(lengths: pd.DataFrame, fertility: pd.DataFrame, max_length: in
         x = np.arange(len(q))
         axes[0].fill_between(x, q[0.25], q[0.75], color="#9ecae1", lw=0, label="quartiles")
         axes[0].plot(x, q[0.5], color="#3182bd", lw=1.2, label="median")
-        _named_extremes(axes[0], x, q[0.5].to_numpy(), q.index.tolist(), k=4)
-        axes[0].legend(fontsize=8, loc="upper left")
+        _named_extremes(axes[0], q[0.5], q.index, k=4, fmt=".0f", loc=(0.02, 0.97), ha="left")
+        axes[0].legend(fontsize=8, loc="lower right")
         axes[0].set(xlabel=f"languages, by median length (n = {len(q)})")
         y = np.arange(len(fert))
         axes[1].plot(fert["tokens_per_char"], y, color="#3182bd", lw=1.2)
-        _named_extremes(axes[1], fert["tokens_per_char"].to_numpy(), y, fert["language"].tolist(), k=4)
+        _named_extremes(axes[1], fert["tokens_per_char"], fert["language"], k=3, loc=(0.02, 0.97), ha="left")
         axes[1].set(ylabel=f"languages, by fertility (n = {len(fert)})", yticks=[])
     axes[0].axhline(max_length, ls="--", c="grey", lw=1)
     axes[0].set(title="Tokens per evaluation item", ylabel="tokens")
