@@ -169,3 +169,21 @@ def test_all_zero_family_vectors_count_as_missing():
         # Norwegian is now closer to Swedish than German is
         assert _value(table, "sv", "nb", "genetic", db) < _value(table, "sv", "de", "genetic", db)
     assert "eu" not in set(table["lang_b"])
+
+
+def test_top_level_families_from_uriel_genetic_features():
+    fam = T.top_families(["eng", "deu", "hin", "arb", "swh", "tur", "fin", "eus", "qqq"])
+    assert fam["eng"] == fam["deu"] == fam["hin"] == "Indo-European"
+    assert fam["arb"] == "Afro-Asiatic" and fam["tur"] == "Turkic" and fam["fin"] == "Uralic"
+    assert fam["swh"] == "Atlantic-Congo"  # Glottolog's name for the family WALS calls Niger-Congo
+    assert fam["eus"] == "" and fam["qqq"] == "", "an isolate and an unknown code have no family"
+
+
+def test_sib200_language_table_names_one_family_per_language():
+    from xldrift import languages
+
+    table = languages.language_table(["eng_Latn", "swh_Latn", "zul_Latn", "eus_Latn", "jpn_Jpan"], "sib200")
+    fam = dict(zip(table["code"], table["family"]))
+    assert fam["eng_Latn"] == "Indo-European" and fam["jpn_Jpan"] == "Japonic"
+    assert fam["swh_Latn"] == fam["zul_Latn"] == "Atlantic-Congo", "XNLI's naming must not split a family"
+    assert fam["eus_Latn"] == ""

@@ -64,8 +64,9 @@ def sib200_language(code: str) -> Language:
     """Metadata for a SIB-200 (Flores-200) code such as ``eng_Latn``.
 
     The ISO 639-3 part is taken as URIEL's code; names and families of the
-    15 XNLI languages are reused where they match, the rest are left for the
-    typology module to fill from URIEL's genetic features.
+    15 XNLI languages are reused where they match. :func:`language_table`
+    gives every SIB-200 language its family from URIEL's genetic features
+    (:func:`xldrift.typology.top_families`).
     """
     m = _FLORES.match(code)
     if not m:
@@ -87,7 +88,14 @@ def language_table(codes: list[str], task: str) -> pd.DataFrame:
             rows.append(dataclasses.asdict(XNLI_LANGUAGES[c]))
         else:
             rows.append(dataclasses.asdict(sib200_language(c)))
-    return pd.DataFrame(rows)
+    table = pd.DataFrame(rows)
+    if task != "xnli" and len(table):
+        # one naming for all 200 languages: URIEL's (Glottolog) top-level families
+        from xldrift import typology
+
+        fams = typology.top_families(table["iso639_3"].tolist())
+        table["family"] = [fams.get(iso) or "" for iso in table["iso639_3"]]
+    return table
 
 
 def to_iso639_3(codes: list[str], task: str) -> dict[str, str]:

@@ -46,7 +46,7 @@ def family_groups(targets: list[str], families: dict[str, str], n: int = N_FAMIL
 
     Ties in frequency are broken by name, so the grouping is deterministic.
     """
-    fams = pd.Series([families.get(t, "unknown") for t in targets])
+    fams = pd.Series([families.get(t) or "unknown" for t in targets])
     counts = fams.value_counts()
     keep = set(sorted(counts.index, key=lambda f: (-counts[f], f))[:n])
     return {t: (f if f in keep else "other") for t, f in zip(targets, fams)}
@@ -235,12 +235,12 @@ def gap_summary(gaps: pd.DataFrame, title: str = "Does freezing narrow the gap t
 # -- drift (notebook 04) --------------------------------------------------------------
 def _family_styles(targets: list[str], families: dict[str, str]) -> dict[str, dict]:
     """Colour per genealogical family, line style and marker varying within a family."""
-    fams = list(dict.fromkeys(families.get(t, "unknown") for t in targets))
+    fams = list(dict.fromkeys(families.get(t) or "unknown" for t in targets))
     palette = plt.get_cmap("tab10" if len(fams) <= 10 else "tab20")
     seen: dict[str, int] = {}
     styles = {}
     for t in targets:
-        f = families.get(t, "unknown")
+        f = families.get(t) or "unknown"
         k = seen[f] = seen.get(f, -1) + 1
         styles[t] = dict(color=palette(fams.index(f) % palette.N), ls=("-", "--", ":", "-.")[k % 4],
                          marker="osd^v<>"[k % 7], label=f"{t} ({f})")
@@ -446,7 +446,7 @@ def umap_panels(points: pd.DataFrame, families: dict[str, str], pooling: str):
         palette = plt.get_cmap("tab10" if len(targets) <= 10 else "tab20")
         colours = {t: palette(k % palette.N) for k, t in enumerate(targets)}
         keys, key_of = targets, {t: t for t in targets}
-        label = {t: f"{t} ({families.get(t, 'unknown')})" for t in targets}
+        label = {t: f"{t} ({families.get(t) or 'unknown'})" for t in targets}
     fig, axes = plt.subplots(len(layers), 2, figsize=(9.5, 3.9 * len(layers)), squeeze=False)
     for i, layer in enumerate(layers):
         for j, state in enumerate(("pre", "post")):

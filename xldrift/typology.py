@@ -215,6 +215,25 @@ def _lang2vec_vectors(isos: Sequence[str], feature_set: str) -> dict[str, np.nda
     return {c: np.array([np.nan if v == "--" else float(v) for v in feats[c]]) for c in known}
 
 
+def top_families(isos: Sequence[str]) -> dict[str, str]:
+    """Each code's top-level genealogical family from URIEL's ``fam`` features ('' where unknown).
+
+    A language belongs to every Glottolog node above it (``F_Indo-European``,
+    ``F_Germanic``, ...); the top-level family is the node with the most member
+    languages in the database. Isolates and codes URIEL attaches to no node
+    (``eus``, ``nqo``) and codes it does not know get ``''``.
+    """
+    f = _npz(_lang2vec_file("fam"))
+    data = f["data"][:, :, 0] == 1  # (n_languages, n_nodes)
+    size = data.sum(axis=0)
+    row = {str(c): i for i, c in enumerate(f["langs"])}
+    out = {}
+    for iso in dict.fromkeys(isos):
+        nodes = np.flatnonzero(data[row[iso]]) if iso in row else np.array([], int)
+        out[iso] = str(f["feats"][nodes[np.argmax(size[nodes])]])[2:] if len(nodes) else ""
+    return out
+
+
 def _cosine_distance(u: np.ndarray, v: np.ndarray) -> float:
     """``1 - cos(u, v)`` over entries both vectors have, clipped to [0, 1]; NaN if either is zero there."""
     both = np.isfinite(u) & np.isfinite(v)
