@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import math
 import os
 import random
 import sys
@@ -124,6 +125,18 @@ def show(df: pd.DataFrame, caption: str | None = None, digits: int = 3, max_rows
     if caption:
         sty = sty.set_caption(caption)
     return sty
+
+
+def count(n: int) -> str:
+    """An exact count with thousands separators, or its order of magnitude when it is astronomically large.
+
+    >>> count(40320), count(math.factorial(204))
+    ('40,320', 'about 1.3 x 10^384')
+    """
+    if n < 10**12:
+        return f"{n:,}"
+    digits = len(str(n)) - 1
+    return f"about {int(str(n)[:2]) / 10:.1f} x 10^{digits}"
 
 
 def savefig(fig: Any, cfg: types.SimpleNamespace, name: str, dpi: int = 110) -> None:

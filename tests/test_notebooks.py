@@ -136,3 +136,11 @@ def test_committed_results_are_the_files_the_executed_copies_recorded():
                     f = ROOT / rel
                     assert f.is_file(), f"{c.name} {kind[:-1]} {rel} is not in the repository"
                     assert hashlib.sha256(f.read_bytes()).hexdigest()[:16] == digest, f"{rel} differs from the run"
+
+
+def test_counts_read_exactly_until_they_are_astronomical():
+    import math
+
+    assert U.count(40320) == "40,320"
+    assert U.count(math.factorial(204)) == "about 1.3 x 10^384"
+    assert U.count(10**12) == "about 1.0 x 10^12"
