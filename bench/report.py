@@ -53,8 +53,10 @@ What is measured, and why:
   file order, all hidden states kept) on the same XNLI pairs and model; the outputs
   must agree, and the achieved GFLOP/s is compared with this machine's measured
   fp32 matmul peak.
-- **End to end**: wall time and peak memory of whole profiles, and whether an
-  unchanged re-run is served from the caches.
+- **End to end**: wall time and peak memory of whole profiles, whether an
+  unchanged re-run is skipped, and what a forced re-run costs with the caches.
+- **Profiles projected from their parts**: each profile's cold CPU time from the
+  counts its parameters imply and the rates measured above.
 - **Scale**: how extraction and the drift metrics grow with `n_drift` and with the
   number of languages.
 """
