@@ -85,14 +85,7 @@ def recorded_durations(profile: str) -> dict:
             out[nb.stem] = meta["duration_s"]
     if out:
         out["total_s"] = round(sum(out.values()), 1)
-    runs: dict[str, dict] = {}
-    for table in ("checkpoints", "intervention_runs", "setup_comparison"):
-        f = ROOT / "results" / profile / f"{table}.csv"
-        if f.is_file():
-            import pandas as pd
-
-            for row in pd.read_csv(f).to_dict("records"):
-                runs.setdefault(row["checkpoint"], row)
+    runs = _recorded_runs(profile)
     if runs:
         walls = [r.get("wall_seconds", r["steps"] * r["seconds_per_step"]) for r in runs.values()]
         rates = [float(r["seconds_per_step"]) for r in runs.values()]
@@ -102,17 +95,22 @@ def recorded_durations(profile: str) -> dict:
     return out
 
 
-def _recorded_rates(profile: str) -> list[float]:
-    """Seconds per step of each distinct fine-tuning the profile's committed results record."""
+def _recorded_runs(profile: str) -> dict[str, dict]:
+    """``{checkpoint: row}`` for each distinct fine-tuning the profile's committed results record."""
     import pandas as pd
 
-    seen: dict[str, float] = {}
+    runs: dict[str, dict] = {}
     for table in ("checkpoints", "intervention_runs", "setup_comparison"):
         f = ROOT / "results" / profile / f"{table}.csv"
         if f.is_file():
             for row in pd.read_csv(f).to_dict("records"):
-                seen.setdefault(row["checkpoint"], row["seconds_per_step"])
-    return list(seen.values())
+                runs.setdefault(row["checkpoint"], row)
+    return runs
+
+
+def _recorded_rates(profile: str) -> list[float]:
+    """Seconds per step of each distinct fine-tuning the profile's committed results record."""
+    return [float(r["seconds_per_step"]) for r in _recorded_runs(profile).values()]
 
 
 def main() -> None:
@@ -142,7 +140,7 @@ def main() -> None:
         results["end_to_end"] = {"smoke": end_to_end("smoke"), "measured": stamp,
                                  "default_recorded": recorded_durations("default"),
                                  "full_recorded": recorded_durations("full")}
-    rates = [float(r) for r in _recorded_rates("default")]
+    rates = _recorded_rates("default")
     items_per_s = (results.get("extract") or {}).get("ours", {}).get("items_per_s")
     if rates and items_per_s:
         import bench_project
