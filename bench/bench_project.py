@@ -7,6 +7,9 @@ recorded by the default profile's checkpoints (fastest and median), and encoder
 forward throughput from the extraction benchmark of the same results file.
 Statistics, tables and figures (minutes at most) are left out, so the
 projection is a lower bound of the right order, not a prediction to the minute.
+The recorded checkpoints were trained with the Trainer's for-loop AdamW; given
+the step ratio ``bench_finetune`` measured against the fused AdamW now used,
+each profile is also projected at the recorded rates divided by that ratio.
 """
 
 from __future__ import annotations
@@ -39,15 +42,23 @@ def counts(profile: str) -> dict:
             "eval_items": runs * len(targets) * p.n_eval, "extract_items": (1 + main) * len(targets) * p.n_drift}
 
 
-def project(profiles: list[str], finetune_rates: list[float], items_per_s: float) -> dict:
-    """Counts and projected hours for each profile at the fastest and median fine-tuning rate."""
+def project(profiles: list[str], finetune_rates: list[float], items_per_s: float,
+            step_ratio: float | None = None) -> dict:
+    """Counts and projected seconds for each profile at the fastest and median fine-tuning rate.
+
+    With ``step_ratio`` (baseline step time / fused step time, measured in one run), also
+    ``projected_s_fused``: the same at the rates divided by it.
+    """
     fast, median = min(finetune_rates), statistics.median(finetune_rates)
     out = {"finetune_s_per_step": {"fastest": fast, "median": median, "runs": len(finetune_rates)},
-           "forward_items_per_s": items_per_s, "profiles": {}}
+           "forward_items_per_s": items_per_s, "step_ratio": step_ratio, "profiles": {}}
     for name in profiles:
         c = counts(name)
         forward_s = (c["eval_items"] + c["extract_items"]) / items_per_s
         c["projected_s"] = {"fastest": round(c["steps"] * fast + forward_s), "median": round(c["steps"] * median + forward_s)}
+        if step_ratio:
+            c["projected_s_fused"] = {k: round(c["steps"] * rate / step_ratio + forward_s)
+                                      for k, rate in (("fastest", fast), ("median", median))}
         c["forward_s"] = round(forward_s)
         out["profiles"][name] = c
     return out

@@ -116,7 +116,7 @@ def _recorded_rates(profile: str) -> list[float]:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true", help="fewer repeats")
-    ap.add_argument("--skip", nargs="*", default=[], choices=["cka", "extract", "e2e", "scale"],
+    ap.add_argument("--skip", nargs="*", default=[], choices=["cka", "extract", "finetune", "e2e", "scale"],
                     help="sections not to measure (the projection is always recomputed from what is recorded)")
     args = ap.parse_args()
     repeats = 3 if args.quick else 5
@@ -132,6 +132,10 @@ def main() -> None:
         import bench_extract
 
         results["extract"] = {**bench_extract.run(n_items=2000, repeats=max(2, repeats - 2)), "measured": stamp}
+    if "finetune" not in args.skip:
+        import bench_finetune
+
+        results["finetune"] = {**bench_finetune.run(n_steps=6, repeats=max(2, repeats - 2)), "measured": stamp}
     if "scale" not in args.skip:
         import bench_scale
 
@@ -145,8 +149,9 @@ def main() -> None:
     if rates and items_per_s:
         import bench_project
 
+        step_ratio = (results.get("finetune") or {}).get("step_ratio")
         results["projection"] = {**bench_project.project(["default", "full", "sib200-lite", "sib200"], rates,
-                                                         items_per_s), "measured": stamp}
+                                                         items_per_s, step_ratio), "measured": stamp}
     (HERE / "results.json").write_text(json.dumps(results, indent=2, default=str) + "\n")
     import report
 

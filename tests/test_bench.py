@@ -14,7 +14,7 @@ sys.path.insert(0, str(BENCH))
 import bench_scale  # noqa: E402
 import report  # noqa: E402
 
-SECTIONS = ("## Machine", "## Linear CKA", "## Extraction", "## End to end", "## Scale")
+SECTIONS = ("## Machine", "## Linear CKA", "## Extraction", "## Fine-tuning step", "## End to end", "## Scale")
 
 
 def _row(text: str, *starts: str) -> str:
@@ -96,7 +96,7 @@ def test_all_sections_missing(tmp_path):
     text = path.read_text()
     for heading in SECTIONS:
         assert heading in text
-    assert text.count("Not measured in this run (skipped).") == 4
+    assert text.count("Not measured in this run (skipped).") == 5
     assert "**missed**" not in text and "| met |" not in text
 
 
@@ -203,3 +203,44 @@ def test_projection_section_renders_counts_and_rates(tmp_path):
     report.write({"projection": sec}, path)
     row = _row(path.read_text(), "`full`")
     assert "21.4 h - 25.2 h" in row and "904500" in row
+
+
+def test_projection_with_fused_rates_and_default_verdict(tmp_path):
+    import bench_project
+
+    sec = bench_project.project(["default"], [2.0, 3.0, 4.0], items_per_s=20.0, step_ratio=2.0)
+    c = sec["profiles"]["default"]
+    forward = (c["eval_items"] + c["extract_items"]) / 20.0
+    assert c["projected_s_fused"]["fastest"] == round(c["steps"] * 2.0 / 2.0 + forward)
+    assert c["projected_s_fused"]["median"] == round(c["steps"] * 3.0 / 2.0 + forward)
+    path = tmp_path / "README.md"
+    report.write({"projection": sec}, path)
+    text = path.read_text()
+    verdict = "met" if c["projected_s_fused"]["fastest"] <= 1800 else "**missed**"
+    assert f"({verdict})" in _section(text, "## Profiles projected")
+    assert "2.00x" in text
+
+
+def _finetune_section() -> dict:
+    phases = {"forward": 0.6, "backward": 1.2, "clip": 0.05, "optimizer": 0.8, "zero_grad": 0.02}
+    fused = {**phases, "optimizer": 0.1}
+    for d in (phases, fused):
+        d["step"] = sum(d.values())
+        d["cpu"] = 2 * d["step"]
+    return {"model": "tiny", "batch_size": 32, "steps_per_repeat": 6, "repeats": 2, "padded_lengths": [60, 58], "real_token_fraction": 0.65,
+            "parameters": {"total": 118e6, "word_embeddings": 96e6},
+            "variants": {"baseline": "adamw_torch", "fused": "adamw_torch_fused"},
+            "median_s": {"baseline": phases, "fused": fused}, "optimizer_share_baseline": 0.8 / phases["step"],
+            "max_abs_param_diff": 2.4e-7, "max_abs_loss_diff": 1.2e-7,
+            "top_ops_baseline": [{"op": "aten::mm", "self_s": 1.0, "share": 0.4, "calls": 146}],
+            "machine": {"torch_threads": 2}}
+
+
+def test_finetune_section_ratios_and_agreement(tmp_path):
+    path = tmp_path / "README.md"
+    report.write({"finetune": _finetune_section()}, path)
+    text = _section(path.read_text(), "## Fine-tuning step")
+    assert _row(text, "optimizer step").endswith("| 0.800 | 0.100 | 8.00x |")
+    assert _row(text, "whole step (wall)").endswith("| 2.670 | 1.970 | 1.36x |")
+    assert "96 M of its 118 M parameters" in text and "2.4e-07" in text and "65% of the tokens" in text
+    assert _row(text, "`aten::mm`") and "30%" in text  # 0.8 / 2.67 of the baseline step

@@ -119,6 +119,7 @@ def test_manifest_and_layout(trained):
     assert m["steps"] == 6 * math.ceil(len(TRAIN) / 16)
     assert m["parameters"]["trainable"] == m["parameters"]["total"] > 0
     assert m["seconds_per_step"] > 0 and m["config"]["pooling"] == "mean"
+    assert m["optimizer"] == "adamw_torch_fused"  # CPU
     for name in ("encoder", "tokenizer", ft.HEAD_FILE, ft.HISTORY_FILE):
         assert (trained / name).exists()
     from xldrift.models import load_encoder
@@ -127,6 +128,42 @@ def test_manifest_and_layout(trained):
     assert enc.pooler is None
     assert torch.equal(enc.embeddings.word_embeddings.weight,
                        weights(trained)["embeddings.word_embeddings.weight"])
+
+
+def test_fused_adamw_follows_the_for_loop_trajectory(tiny_model, tmp_path):
+    # finetune() asks the Trainer for fused AdamW; on CPU the Trainer's plain "adamw_torch" is the
+    # for-loop implementation. Same start, batches and dropout masks: the same weights, to rounding.
+    from transformers import Trainer, TrainingArguments
+
+    tok = BertTokenizerFast.from_pretrained(tiny_model)
+    batches = [tok(TRAIN["text_a"].tolist()[i:i + 16], padding=True, return_tensors="pt") for i in range(0, 64, 16)]
+    labels = [torch.tensor(TRAIN["label"].to_numpy()[i:i + 16]) for i in range(0, 64, 16)]
+    start = {n: p.detach().clone() for n, p in _classifier(tiny_model).named_parameters()}
+    trained_weights, used = {}, {}
+    for optim in ("adamw_torch", ft.optimizer_name("cpu")):
+        model = _classifier(tiny_model).train()
+        args = TrainingArguments(output_dir=str(tmp_path), optim=optim, use_cpu=True, report_to="none")
+        cls, kwargs = Trainer.get_optimizer_cls_and_kwargs(args, model)
+        opt = cls(model.parameters(), **{**kwargs, "lr": 3e-3, "weight_decay": 0.01})
+        used[optim] = opt.defaults
+        torch.manual_seed(0)
+        for batch, y in zip(batches, labels):
+            model(**batch, labels=y).loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+        trained_weights[optim] = {n: p.detach() for n, p in model.named_parameters()}
+    assert used["adamw_torch_fused"]["fused"] and not used["adamw_torch"]["fused"]
+    assert used["adamw_torch"]["foreach"] in (None, False)  # PyTorch's CPU default: the for loop
+    loop, fused = trained_weights["adamw_torch"], trained_weights["adamw_torch_fused"]
+    moved = max(float((loop[n] - start[n]).abs().max()) for n in start)
+    assert moved > 1e-3  # four steps at lr 3e-3 move the weights well beyond the tolerance below
+    assert max(float((loop[n] - fused[n]).abs().max()) for n in start) < 1e-5
+
+
+def test_optimizer_name_per_device():
+    assert ft.optimizer_name("cpu") == ft.optimizer_name("cuda") == "adamw_torch_fused"
+    assert ft.optimizer_name("mps") == "adamw_torch"
 
 
 # ------------------------------------------------------------------ freezing

@@ -1,0 +1,166 @@
+"""Benchmark: one fine-tuning step, phase by phase, with the Trainer's two AdamW implementations.
+
+The fine-tuning loop of the study is the Hugging Face ``Trainer`` with AdamW.
+With ``optim="adamw_torch"`` on CPU, PyTorch picks its for-loop AdamW (the
+multi-tensor and fused kernels are chosen by default only for CUDA tensors);
+``optim="adamw_torch_fused"`` asks for the fused kernel, which updates each
+parameter tensor in one pass. The embedded model's word embeddings hold 96 M of
+its 118 M parameters (a 250 k-piece vocabulary), and AdamW updates every row of
+them at every step, so the optimizer is a large share of a step.
+
+Both variants start from the same weights, see the same batches (XNLI English
+pairs as the fine-tuning notebook feeds them: batch 32, padded to the longest
+item, at most 128 tokens) and draw the same dropout masks. Each step is timed in
+its phases: forward, backward, gradient clipping, optimizer step and zeroing
+the gradients. Reported: the median of each phase over the timed steps (the
+first step, which allocates the optimizer state, is excluded), the step ratio
+(baseline over fused), CPU seconds per step (process time of all threads, which
+stays comparable when other jobs share the cores), the share of real (not
+padding) tokens in the batches, the largest difference of
+any parameter and of the loss after the same steps, and the operators that
+dominate the baseline step (torch profiler, one step).
+
+Run: ``python bench/bench_finetune.py [steps] [repeats]`` (prints JSON).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+VARIANTS = {"baseline": "adamw_torch", "fused": "adamw_torch_fused"}
+PHASES = ("forward", "backward", "clip", "optimizer", "zero_grad")
+
+
+def _batches(tokenizer: Any, n_steps: int, batch_size: int = 32, max_length: int = 128) -> list[dict]:
+    from transformers import DataCollatorWithPadding
+
+    from xldrift import data
+    from xldrift.classifier import encode
+
+    df = data.load_split("xnli", "en", "dev").iloc[: n_steps * batch_size]
+    items = encode(tokenizer, df, max_length, labels=True)
+    collate = DataCollatorWithPadding(tokenizer)
+    return [collate(items[i * batch_size:(i + 1) * batch_size]) for i in range(n_steps)]
+
+
+def _optimizer(model: torch.nn.Module, optim: str, lr: float = 2e-5) -> torch.optim.Optimizer:
+    """The optimizer the Trainer builds for ``optim`` (same class, kwargs and parameter groups)."""
+    from transformers import Trainer, TrainingArguments
+
+    args = TrainingArguments(output_dir=os.devnull, optim=optim, learning_rate=lr, weight_decay=0.0,
+                             report_to="none", use_cpu=True)
+    cls, kwargs = Trainer.get_optimizer_cls_and_kwargs(args, model)
+    return cls([p for p in model.parameters() if p.requires_grad], **kwargs)
+
+
+def _trajectory(model: torch.nn.Module, optim: str, batches: list[dict]) -> dict:
+    """Train ``model`` on ``batches`` one step each; time every phase."""
+    torch.manual_seed(0)  # the same dropout masks for every variant
+    model.train()
+    opt = _optimizer(model, optim)
+    phases: dict[str, list[float]] = {p: [] for p in PHASES}
+    cpu, losses = [], []
+    for batch in batches:
+        c0, t0 = time.process_time(), time.perf_counter()
+        loss = model(**batch).loss
+        t1 = time.perf_counter()
+        loss.backward()
+        t2 = time.perf_counter()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        t3 = time.perf_counter()
+        opt.step()
+        t4 = time.perf_counter()
+        opt.zero_grad(set_to_none=True)
+        t5 = time.perf_counter()
+        for name, dt in zip(PHASES, (t1 - t0, t2 - t1, t3 - t2, t4 - t3, t5 - t4)):
+            phases[name].append(dt)
+        cpu.append(time.process_time() - c0)
+        losses.append(float(loss))
+    return {"phases": phases, "cpu": cpu, "losses": losses}
+
+
+def _top_ops(model: torch.nn.Module, optim: str, batches: list[dict], rows: int = 6) -> list[dict]:
+    """Operators with the most self CPU time in one step (after a warm-up step)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    torch.manual_seed(0)
+    model.train()
+    opt = _optimizer(model, optim)
+
+    def step(batch: dict) -> None:
+        model(**batch).loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+
+    step(batches[0])
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        step(batches[1])
+    events = sorted(prof.key_averages(), key=lambda e: e.self_cpu_time_total, reverse=True)
+    total = sum(e.self_cpu_time_total for e in events)
+    return [{"op": e.key, "self_s": round(e.self_cpu_time_total / 1e6, 3), "share": round(e.self_cpu_time_total / total, 3),
+             "calls": e.count} for e in events[:rows]]
+
+
+def run(n_steps: int = 6, repeats: int = 2, model_name: str = "e5-small-q4") -> dict:
+    """Time both variants ``repeats`` times over ``n_steps`` steps each, alternating between them."""
+    from xldrift.classifier import EncoderClassifier
+    from xldrift.finetune import set_threads
+    from xldrift.models import load_encoder
+
+    if n_steps < 3:
+        raise ValueError(f"n_steps must be at least 3 (the first step is not timed), got {n_steps}")
+    threads = set_threads()
+    load_start = os.getloadavg()[0]
+    tokenizer, encoder = load_encoder(model_name)
+    torch.manual_seed(0)
+    init = EncoderClassifier(encoder, 3)
+    batches = _batches(tokenizer, n_steps)
+    timed: dict[str, dict[str, list[float]]] = {v: {p: [] for p in (*PHASES, "step", "cpu")} for v in VARIANTS}
+    final: dict[str, Any] = {}
+    for _ in range(repeats):
+        for variant, optim in VARIANTS.items():
+            model = copy.deepcopy(init)
+            traj = _trajectory(model, optim, batches)
+            for p in PHASES:
+                timed[variant][p] += traj["phases"][p][1:]
+            timed[variant]["step"] += [sum(traj["phases"][p][i] for p in PHASES) for i in range(1, n_steps)]
+            timed[variant]["cpu"] += traj["cpu"][1:]
+            final[variant] = (model, traj["losses"])
+    (m_base, l_base), (m_fused, l_fused) = final["baseline"], final["fused"]
+    param_diff = max(float((a - b).abs().max()) for a, b in zip(m_base.parameters(), m_fused.parameters()))
+    loss_diff = max(abs(a - b) for a, b in zip(l_base, l_fused))
+    med = {v: {k: statistics.median(xs) for k, xs in t.items()} for v, t in timed.items()}
+    embeddings = init.encoder.get_input_embeddings().weight.numel()
+    return {
+        "model": model_name, "steps_per_repeat": n_steps, "repeats": repeats, "batch_size": 32,
+        "padded_lengths": [int(b["input_ids"].shape[1]) for b in batches],
+        "real_token_fraction": round(sum(int(b["attention_mask"].sum()) for b in batches)
+                                     / sum(b["attention_mask"].numel() for b in batches), 3),
+        "parameters": {"total": sum(p.numel() for p in init.parameters()), "word_embeddings": embeddings},
+        "variants": VARIANTS, "median_s": med,
+        "step_ratio": round(med["baseline"]["step"] / med["fused"]["step"], 3),
+        "optimizer_ratio": round(med["baseline"]["optimizer"] / med["fused"]["optimizer"], 2),
+        "cpu_step_ratio": round(med["baseline"]["cpu"] / med["fused"]["cpu"], 3),
+        "optimizer_share_baseline": round(med["baseline"]["optimizer"] / med["baseline"]["step"], 3),
+        "max_abs_param_diff": param_diff, "max_abs_loss_diff": loss_diff,
+        "top_ops_baseline": _top_ops(copy.deepcopy(init), VARIANTS["baseline"], batches),
+        "machine": {"torch_threads": threads, "loadavg_1min_start": load_start,
+                    "loadavg_1min_end": os.getloadavg()[0]},
+    }
+
+
+if __name__ == "__main__":
+    args = [int(a) for a in sys.argv[1:3]]
+    print(json.dumps(run(*args), indent=1))
