@@ -222,17 +222,23 @@ def test_projection_with_fused_rates_and_default_verdict(tmp_path):
 
 
 def _finetune_section() -> dict:
-    phases = {"forward": 0.6, "backward": 1.2, "clip": 0.05, "optimizer": 0.8, "zero_grad": 0.02}
-    fused = {**phases, "optimizer": 0.1}
-    for d in (phases, fused):
-        d["step"] = sum(d.values())
-        d["cpu"] = 2 * d["step"]
-    return {"model": "tiny", "batch_size": 32, "steps_per_repeat": 6, "repeats": 2, "padded_lengths": [60, 58], "real_token_fraction": 0.65,
-            "parameters": {"total": 118e6, "word_embeddings": 96e6},
+    def setting(optimizer: float) -> dict:
+        phases = {"forward": 0.6, "backward": 1.2, "clip": 0.05, "optimizer": optimizer, "zero_grad": 0.02}
+        fused = {**phases, "optimizer": 0.1}
+        for d in (phases, fused):
+            d["step"] = sum(d.values())
+            d["cpu"] = 2 * d["step"]
+        return {"trainable_parameters": 21.5e6 if optimizer < 0.5 else 117.5e6,
+                "median_s": {"baseline": phases, "fused": fused}, "optimizer_share_baseline": optimizer / phases["step"],
+                "optimizer_ratio": optimizer / 0.1,
+                "max_abs_param_diff": 2.4e-7, "max_abs_loss_diff": 1.2e-7}
+
+    return {"model": "tiny", "batch_size": 32, "steps_per_repeat": 6, "repeats": 2, "padded_lengths": [60, 58],
+            "real_token_fraction": 0.65, "parameters": {"total": 118e6, "word_embeddings": 96e6},
             "variants": {"baseline": "adamw_torch", "fused": "adamw_torch_fused"},
-            "median_s": {"baseline": phases, "fused": fused}, "optimizer_share_baseline": 0.8 / phases["step"],
-            "max_abs_param_diff": 2.4e-7, "max_abs_loss_diff": 1.2e-7,
-            "top_ops_baseline": [{"op": "aten::mm", "self_s": 1.0, "share": 0.4, "calls": 146}],
+            "settings": {"all_weights": setting(0.8), "embeddings_frozen": setting(0.2)},
+            "top_ops_baseline": [{"op": "aten::mm", "self_s": 1.0, "share": 0.4, "calls": 146},
+                                 {"op": "aten::sqrt", "self_s": 0.3, "share": 0.11, "calls": 199}],
             "machine": {"torch_threads": 2}}
 
 
@@ -240,7 +246,13 @@ def test_finetune_section_ratios_and_agreement(tmp_path):
     path = tmp_path / "README.md"
     report.write({"finetune": _finetune_section()}, path)
     text = _section(path.read_text(), "## Fine-tuning step")
-    assert _row(text, "optimizer step").endswith("| 0.800 | 0.100 | 8.00x |")
-    assert _row(text, "whole step (wall)").endswith("| 2.670 | 1.970 | 1.36x |")
+    assert _row(text, "optimizer step").endswith("| 0.800 | 0.100 | 8.00x | 0.200 | 0.100 | 2.00x |")
+    assert _row(text, "whole step (wall)").endswith("| 2.670 | 1.970 | 1.36x | 2.070 | 1.970 | 1.05x |")
     assert "96 M of its 118 M parameters" in text and "2.4e-07" in text and "65% of the tokens" in text
-    assert _row(text, "`aten::mm`") and "30%" in text  # 0.8 / 2.67 of the baseline step
+    assert "(117.5 M trainable)" in text and "(21.5 M trainable)" in text
+    assert _row(text, "`aten::mm`") and "30%" in text and "10%" in text  # optimizer shares 0.8/2.67, 0.2/2.07
+    assert "element-wise `aten::sqrt` (11%) are among" in text and "cuts the optimizer step by 8.0x" in text
+    sec = _finetune_section()
+    sec["top_ops_baseline"] = sec["top_ops_baseline"][:1]
+    report.write({"finetune": sec}, path)
+    assert "none of AdamW's element-wise operators" in path.read_text()
