@@ -56,10 +56,14 @@ def _results() -> dict:
                                                 "speed_ratio": 10.0, "max_abs_diff": 2e-9}}},
                 "grid_projection": {"sources": 15, "targets": 15, "layers": 13, "n_cka": 2925, "n": 5010, "d": 768,
                                     "default": {"feature": {"hours": 0.1}, "gram": {"hours": 3.0}}}},
+        # the shape bench_extract.run() returns
         "extract": {"n_items": 2000, "model": "tiny", "repeats": 2,
-                    "ours": {"median_s": 10.0, "items_per_s": 200.0}, "paper": {"median_s": 30.0, "items_per_s": 66.7},
-                    "speedup": 3.0, "max_abs_diff": {"cls": 5e-6, "mean": 3e-4},
-                    "matmul_peak_gflops": 100.0, "ours_gflops": 70.0, "ours_fraction_of_peak": 0.7},
+                    "ours": {"median_wall_s": 10.0, "median_cpu_s": 19.0, "items_per_s": 200.0,
+                             "gflops_real_tokens": 70.0, "fraction_of_peak": 0.7, "fraction_of_peak_cpu_time": 0.72},
+                    "paper": {"median_wall_s": 30.0, "median_cpu_s": 58.0, "items_per_s": 66.7,
+                              "gflops_real_tokens": 23.3, "fraction_of_peak": 0.23, "fraction_of_peak_cpu_time": 0.24},
+                    "speedup_wall": 3.0, "speedup_cpu_time": 3.05, "max_abs_diff": {"cls": 5e-6, "mean": 3e-4},
+                    "matmul_peak": {"median_gflops": 100.0}},
         "scale": _scale_results(),
     }
 
@@ -76,7 +80,9 @@ def test_every_section_and_verdicts(tmp_path):
     cells = [c.strip() for c in cka_row.strip("|").split("|")]
     assert cells[6] == "**missed**" and cells[8] == "met"
     # Extraction: 3x >= 2.5x met, max diff 3e-4 > 1e-4 missed, 70% >= 60% met.
-    assert _row(text, "speed-up (paper time / ours)").rstrip(" |").endswith("met")
+    assert _row(text, "speed-up, wall (paper time / ours)").rstrip(" |").endswith("met")
+    assert "| 10.0 | 30.0 |" in _row(text, "median wall time (s)") and "3.05x" in _row(text, "speed-up, CPU time")
+    assert "| 70% | 23% |" in _row(text, "fraction of fp32 matmul peak (100.0 GFLOP/s)")
     assert "**missed**" in _row(text, "max abs diff of pooled states")
     assert "3.0e-04" in _row(text, "max abs diff of pooled states")
     assert _row(text, "fraction of fp32 matmul peak (100.0 GFLOP/s)").rstrip(" |").endswith("met")
@@ -102,9 +108,9 @@ def test_all_sections_missing(tmp_path):
 
 def test_partial_section_reads_not_measured(tmp_path):
     path = tmp_path / "README.md"
-    report.write({"extract": {"speedup": 1.5}, "end_to_end": {"smoke": {"cold": {"wall_s": 400.0}}}}, path)
+    report.write({"extract": {"speedup_wall": 1.5}, "end_to_end": {"smoke": {"cold": {"wall_s": 400.0}}}}, path)
     text = path.read_text()
-    assert "**missed**" in _row(text, "speed-up (paper time / ours)")
+    assert "**missed**" in _row(text, "speed-up, wall (paper time / ours)")
     assert report.NA in _row(text, "max abs diff of pooled states")
     assert "**missed**" in _row(text, "smoke, cold run (empty cache) wall")  # 400 s > 300 s
     assert report.NA in _row(text, "unchanged re-run / cold run")
@@ -125,7 +131,7 @@ def test_default_verdict_comes_from_a_lower_bound_on_fine_tuning(tmp_path):
 
 def test_nan_is_not_a_pass(tmp_path):
     results = _results()
-    results["extract"]["ours_fraction_of_peak"] = float("nan")
+    results["extract"]["ours"]["fraction_of_peak"] = float("nan")
     path = tmp_path / "README.md"
     report.write(results, path)
     row = _row(path.read_text(), "fraction of fp32 matmul peak (100.0 GFLOP/s)")
