@@ -38,23 +38,48 @@ def counts(profile: str) -> dict:
     per_condition = {"targeted": 1, "lowest": 1, "random": p.random_draws}
     intervention = sum(per_condition[c] for c in p.conditions) * main
     runs = main + setup_runs + intervention
-    return {"profile": profile, "targets": len(targets), "fine_tunings": runs, "steps": runs * steps_per_run,
+    return {"profile": profile, "task": p.task, "targets": len(targets), "fine_tunings": runs,
+            "steps": runs * steps_per_run,
             "eval_items": runs * len(targets) * p.n_eval, "extract_items": (1 + main) * len(targets) * p.n_drift}
 
 
+def mean_tokens(task: str, model: str = "e5-small-q4", split: str = "test") -> float:
+    """Mean tokens per item (a pair for XNLI, a sentence for SIB-200) over every language's ``split``."""
+    from xldrift import data
+    from xldrift.models import load_tokenizer
+
+    tok = load_tokenizer(model)
+    total = count = 0
+    for lang in data.available_languages(task):
+        df = data.load_split(task, lang, split)
+        second = df["text_b"].tolist() if df["text_b"].notna().all() else None
+        ids = tok(df["text_a"].tolist(), second, truncation=True, max_length=128)["input_ids"]
+        total, count = total + sum(len(x) for x in ids), count + len(ids)
+    return total / count
+
+
 def project(profiles: list[str], finetune_rates: list[float], items_per_s: float,
-            step_ratio: float | None = None) -> dict:
+            step_ratio: float | None = None, reference_tokens: float | None = None,
+            task_tokens: dict[str, float] | None = None) -> dict:
     """Counts and projected seconds for each profile at the fastest and median fine-tuning rate.
 
     With ``step_ratio`` (baseline step time / fused step time, measured in one run), also
-    ``projected_s_fused``: the same at the rates divided by it.
+    ``projected_s_fused``: the same at the rates divided by it. With ``reference_tokens``
+    (mean tokens per item where ``items_per_s`` was measured) and ``task_tokens`` (the same
+    per task), a task's forward rate is ``items_per_s`` scaled by their ratio, since the
+    encoder's cost grows with the tokens it reads.
     """
     fast, median = min(finetune_rates), statistics.median(finetune_rates)
     out = {"finetune_s_per_step": {"fastest": fast, "median": median, "runs": len(finetune_rates)},
-           "forward_items_per_s": items_per_s, "step_ratio": step_ratio, "profiles": {}}
+           "forward_items_per_s": items_per_s, "step_ratio": step_ratio, "reference_tokens": reference_tokens,
+           "task_tokens": task_tokens or {}, "profiles": {}}
     for name in profiles:
         c = counts(name)
-        forward_s = (c["eval_items"] + c["extract_items"]) / items_per_s
+        rate = items_per_s
+        if reference_tokens and task_tokens and c["task"] in task_tokens:
+            rate = items_per_s * reference_tokens / task_tokens[c["task"]]
+        c["forward_items_per_s"] = round(rate, 1)
+        forward_s = (c["eval_items"] + c["extract_items"]) / rate
         c["projected_s"] = {"fastest": round(c["steps"] * fast + forward_s), "median": round(c["steps"] * median + forward_s)}
         if step_ratio:
             c["projected_s_fused"] = {k: round(c["steps"] * rate / step_ratio + forward_s)

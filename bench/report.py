@@ -383,6 +383,7 @@ def projection(sec: dict | None) -> str:
         return head + "Not computed (needs the extraction section and the default profile's recorded fine-tunings)."
     ft = sec.get("finetune_s_per_step") or {}
     ratio = _num(sec.get("step_ratio"))
+    tokens_txt = ", ".join(f"{task} {_fmt(n, '.1f')}" for task, n in (sec.get("task_tokens") or {}).items()) or NA
 
     def span(c: dict, key: str) -> str:
         return f"{_dur(_get(c, key, 'fastest'))} - {_dur(_get(c, key, 'median'))}" if _get(c, key) else NA
@@ -394,8 +395,9 @@ def projection(sec: dict | None) -> str:
             f"intervention conditions)). Rates: {_fmt(ft.get('fastest'), '.2f')} (fastest) and "
             f"{_fmt(ft.get('median'), '.2f')} (median) s per fine-tuning step over the {ft.get('runs', NA)} "
             f"fine-tunings the default profile recorded, and {_fmt(sec.get('forward_items_per_s'), '.1f')} items/s "
-            f"for evaluation and extraction (the extraction section's throughput on XNLI pairs; SIB-200 sentences "
-            f"are of similar length). Statistics, tables and figures are left out. On this machine the projection "
+            f"for evaluation and extraction (the extraction section's throughput on English XNLI pairs of "
+            f"{_fmt(sec.get('reference_tokens'), '.1f')} tokens on average), scaled to each task's mean tokens per "
+            f"item over all its languages ({tokens_txt}). Statistics, tables and figures are left out. On this machine the projection "
             f"for `default` can be set against its measured cold time of about 2 h (see the main README). The "
             f"recorded rates come from the for-loop AdamW; the last column divides them by the step ratio the "
             f"fine-tuning section measured for the fused AdamW now used, in the study's setup with the word "

@@ -150,8 +150,11 @@ def main() -> None:
         import bench_project
 
         step_ratio = (results.get("finetune") or {}).get("step_ratio")
+        reference = (results.get("extract") or {}).get("tokens", {}).get("mean_length")
+        task_tokens = {task: round(bench_project.mean_tokens(task), 2) for task in ("xnli", "sib200")}
         results["projection"] = {**bench_project.project(["default", "full", "sib200-lite", "sib200"], rates,
-                                                         items_per_s, step_ratio), "measured": stamp}
+                                                         items_per_s, step_ratio, reference, task_tokens),
+                                 "measured": stamp}
     (HERE / "results.json").write_text(json.dumps(results, indent=2, default=str) + "\n")
     import report
 

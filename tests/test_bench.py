@@ -262,3 +262,14 @@ def test_finetune_section_ratios_and_agreement(tmp_path):
     sec["top_ops_baseline"] = sec["top_ops_baseline"][:1]
     report.write({"finetune": sec}, path)
     assert "none of AdamW's element-wise operators" in path.read_text()
+
+
+def test_projection_scales_the_forward_rate_by_tokens_per_item():
+    import bench_project
+
+    plain = bench_project.project(["sib200"], [2.0], items_per_s=60.0)["profiles"]["sib200"]
+    scaled = bench_project.project(["sib200"], [2.0], items_per_s=60.0, reference_tokens=40.0,
+                                   task_tokens={"sib200": 50.0, "xnli": 40.0})["profiles"]["sib200"]
+    items = plain["eval_items"] + plain["extract_items"]
+    assert plain["forward_s"] == round(items / 60.0)
+    assert scaled["forward_items_per_s"] == 48.0 and scaled["forward_s"] == round(items / 48.0)
