@@ -136,6 +136,21 @@ def storage_error(reps: dict[str, np.ndarray]) -> dict[str, Any]:
             "disk_gb_per_state_15_langs_n5010": {"float32": per_state * 4 / 1e9, "float16": per_state * 2 / 1e9}}
 
 
+def timing_summary(runs: list[tuple[float, float]], peak: tuple[float, float], n_items: int,
+                   gflop: float) -> dict[str, Any]:
+    """One method's ``(wall, cpu)`` seconds per repeat -> medians, throughput and fractions of the peak.
+
+    ``peak`` is the median matmul peak as ``(GFLOP/s, GFLOP per CPU second)``; ``gflop`` the
+    work on real tokens. These are the fields ``bench/report.py`` reads.
+    """
+    wall = statistics.median(w for w, _ in runs)
+    cpu = statistics.median(c for _, c in runs)
+    return {"wall_s": [w for w, _ in runs], "cpu_s": [c for _, c in runs],
+            "median_wall_s": wall, "median_cpu_s": cpu, "items_per_s": n_items / wall,
+            "gflops_real_tokens": gflop / wall, "fraction_of_peak": gflop / wall / peak[0],
+            "fraction_of_peak_cpu_time": gflop / cpu / peak[1]}
+
+
 def run(n_items: int = 2000, repeats: int = 3, model_name: str = "e5-small-q4",
         batch_size: int = 64) -> dict[str, Any]:
     """Time both approaches ``repeats`` times (alternating) and compare their outputs.
@@ -168,11 +183,7 @@ def run(n_items: int = 2000, repeats: int = 3, model_name: str = "e5-small-q4",
     diff = {p: float(np.abs(ours[p] - paper[p]).max()) for p in ours}
 
     def summary(name: str) -> dict[str, Any]:
-        wall, cpu = med[name]
-        return {"wall_s": [w for w, _ in times[name]], "cpu_s": [c for _, c in times[name]],
-                "median_wall_s": wall, "median_cpu_s": cpu, "items_per_s": n_items / wall,
-                "gflops_real_tokens": gflop / wall, "fraction_of_peak": gflop / wall / med["peak"][0],
-                "fraction_of_peak_cpu_time": gflop / cpu / med["peak"][1]}
+        return timing_summary(times[name], med["peak"], n_items, gflop)
 
     return {
         "machine": {"cpu": _cpu_name(), "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),

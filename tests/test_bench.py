@@ -273,3 +273,25 @@ def test_projection_scales_the_forward_rate_by_tokens_per_item():
     items = plain["eval_items"] + plain["extract_items"]
     assert plain["forward_s"] == round(items / 60.0)
     assert scaled["forward_items_per_s"] == 48.0 and scaled["forward_s"] == round(items / 48.0)
+
+
+def test_extraction_section_reads_what_the_benchmark_writes(tmp_path):
+    # the report once read field names an older bench_extract wrote, and showed "not measured"
+    import bench_extract
+
+    peak = (100.0, 50.0)
+    ours = bench_extract.timing_summary([(10.0, 19.0), (11.0, 21.0)], peak, n_items=2000, gflop=700.0)
+    paper = bench_extract.timing_summary([(30.0, 58.0), (32.0, 60.0)], peak, n_items=2000, gflop=700.0)
+    assert ours["median_wall_s"] == 10.5 and ours["items_per_s"] == pytest.approx(2000 / 10.5)
+    sec = {"n_items": 2000, "model": "tiny", "repeats": 2, "ours": ours, "paper": paper,
+           "speedup_wall": paper["median_wall_s"] / ours["median_wall_s"],
+           "speedup_cpu_time": paper["median_cpu_s"] / ours["median_cpu_s"],
+           "max_abs_diff": {"cls": 1e-6, "mean": 2e-6}, "matmul_peak": {"median_gflops": peak[0]}}
+    path = tmp_path / "README.md"
+    report.write({"extract": sec}, path)
+    text = _section(path.read_text(), "## Extraction")
+    for label in ("median wall time (s)", "median CPU time, all threads (s)", "throughput (items/s)",
+                  "GFLOP/s on real tokens", "fraction of fp32 matmul peak (100.0 GFLOP/s)",
+                  "fraction of peak per CPU second"):
+        assert report.NA not in _row(text, label), label
+    assert _row(text, "fraction of fp32 matmul peak (100.0 GFLOP/s)").rstrip(" |").endswith("met")  # 67% >= 60%
