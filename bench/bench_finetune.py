@@ -66,6 +66,22 @@ def _optimizer(model: torch.nn.Module, optim: str, lr: float = 2e-5) -> torch.op
     return cls([p for p in model.parameters() if p.requires_grad], **kwargs)
 
 
+def _step(model: torch.nn.Module, opt: torch.optim.Optimizer, batch: dict) -> tuple[float, list[float]]:
+    """One training step as the Trainer takes it; the loss and the seconds of each of :data:`PHASES`."""
+    t0 = time.perf_counter()
+    loss = model(**batch).loss
+    t1 = time.perf_counter()
+    loss.backward()
+    t2 = time.perf_counter()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+    t3 = time.perf_counter()
+    opt.step()
+    t4 = time.perf_counter()
+    opt.zero_grad(set_to_none=True)
+    t5 = time.perf_counter()
+    return float(loss), [t1 - t0, t2 - t1, t3 - t2, t4 - t3, t5 - t4]
+
+
 def _trajectory(model: torch.nn.Module, optim: str, batches: list[dict]) -> dict:
     """Train ``model`` on ``batches`` one step each; time every phase."""
     torch.manual_seed(0)  # the same dropout masks for every variant
@@ -74,21 +90,12 @@ def _trajectory(model: torch.nn.Module, optim: str, batches: list[dict]) -> dict
     phases: dict[str, list[float]] = {p: [] for p in PHASES}
     cpu, losses = [], []
     for batch in batches:
-        c0, t0 = time.process_time(), time.perf_counter()
-        loss = model(**batch).loss
-        t1 = time.perf_counter()
-        loss.backward()
-        t2 = time.perf_counter()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        t3 = time.perf_counter()
-        opt.step()
-        t4 = time.perf_counter()
-        opt.zero_grad(set_to_none=True)
-        t5 = time.perf_counter()
-        for name, dt in zip(PHASES, (t1 - t0, t2 - t1, t3 - t2, t4 - t3, t5 - t4)):
+        c0 = time.process_time()
+        loss, seconds = _step(model, opt, batch)
+        for name, dt in zip(PHASES, seconds):
             phases[name].append(dt)
         cpu.append(time.process_time() - c0)
-        losses.append(float(loss))
+        losses.append(loss)
     return {"phases": phases, "cpu": cpu, "losses": losses}
 
 
@@ -99,16 +106,9 @@ def _top_ops(model: torch.nn.Module, optim: str, batches: list[dict], rows: int 
     torch.manual_seed(0)
     model.train()
     opt = _optimizer(model, optim)
-
-    def step(batch: dict) -> None:
-        model(**batch).loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        opt.zero_grad(set_to_none=True)
-
-    step(batches[0])
+    _step(model, opt, batches[0])  # warm-up: allocates the optimizer state
     with profile(activities=[ProfilerActivity.CPU]) as prof:
-        step(batches[1])
+        _step(model, opt, batches[1])
     events = sorted(prof.key_averages(), key=lambda e: e.self_cpu_time_total, reverse=True)
     total = sum(e.self_cpu_time_total for e in events)
     return [{"op": e.key, "self_s": round(e.self_cpu_time_total / 1e6, 3), "share": round(e.self_cpu_time_total / total, 3),
