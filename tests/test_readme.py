@@ -13,6 +13,10 @@ README = ROOT / "README.md"
 VERDICT = re.compile(r"^(not supported|supported|mixed)\b")
 
 
+def _cells(row: str) -> list[str]:
+    return [c.strip() for c in row.strip().strip("|").split("|")]
+
+
 def claims_table(text: str) -> tuple[list[str], dict[str, list[str]]]:
     """The profiles named in the claims table's header and each claim's cells, from README text.
 
@@ -20,12 +24,12 @@ def claims_table(text: str) -> tuple[list[str], dict[str, list[str]]]:
         ``(profiles, {claim letter: [cell per profile]})``; a header cell names its
         profile in backticks, e.g. ``XNLI (`full`, 14 targets)``.
     """
-    lines = [ln for ln in text.splitlines() if ln.startswith("| claim |")]
-    if len(lines) != 1:
-        raise ValueError(f"expected one claims table header ('| claim | ...'), found {len(lines)}")
-    start = text.splitlines().index(lines[0])
-    rows = text.splitlines()[start:]
-    header = [c.strip() for c in rows[0].strip("|").split("|")][1:]
+    lines = text.splitlines()
+    starts = [i for i, ln in enumerate(lines) if ln.startswith("| claim |")]
+    if len(starts) != 1:
+        raise ValueError(f"expected one claims table header ('| claim | ...'), found {len(starts)}")
+    rows = lines[starts[0]:]
+    header = _cells(rows[0])[1:]
     profiles = []
     for cell in header:
         names = re.findall(r"`([^`]+)`", cell)
@@ -36,7 +40,7 @@ def claims_table(text: str) -> tuple[list[str], dict[str, list[str]]]:
     for row in rows[2:]:
         if not row.startswith("|"):
             break
-        cells = [c.strip() for c in row.strip().strip("|").split("|")]
+        cells = _cells(row)
         letter = re.match(r"\((\w)\)", cells[0])
         if letter is None:
             raise ValueError(f"claims table row {row!r} does not start with a claim letter such as (a)")
