@@ -13,7 +13,10 @@ import pandas as pd
 import pytest
 
 import utils as U
-from xldrift import provenance, runner
+from xldrift import provenance, runner, verify
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import golden  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = runner.notebook_paths()
@@ -82,6 +85,13 @@ def test_smoke_profile_runs_the_whole_sequence(tmp_path):
     assert "profile smoke: all 6 notebooks are current" in again.stdout, again.stdout
     assert {p: p.read_bytes() for p in executed} == before
     res = out / "results" / "smoke"
+    # the golden test: the numbers equal the committed reference tables (tests/golden.py says how closely)
+    report = verify.compare_dirs(res, golden.GOLDEN, golden.TOLERANCES, names=golden.TABLES)
+    moved = report[~report["status"].isin(["equal", "within tolerance"])]
+    assert moved.empty, (
+        "the smoke run's numbers moved from tests/golden/smoke/:\n" + moved.to_string(index=False) + "\nIf the change "
+        "is meant to move them, run `python tests/golden.py --refresh` in the same commit and name the published "
+        "profiles it makes stale (`python run_study.py --status`).")
     items = pd.read_csv(res / "items.csv")
     assert set(items["role"]) == {"train", "val", "eval", "drift"}
     for name, cols in {
@@ -98,6 +108,11 @@ def test_smoke_profile_runs_the_whole_sequence(tmp_path):
         assert len(df) > 0, name
     acc = pd.read_csv(res / "accuracy.csv")
     assert acc["accuracy"].between(0, 1).all()
+    assert (acc["n"] == 60).all() and set(acc["condition"]) == {"full"}, "02 alone writes accuracy.csv, n = n_eval"
+    assert set(pd.read_csv(res / "intervention.csv")["condition"]) >= {"full", "targeted", "lowest"}
+    cka = pd.read_csv(res / "drift.csv").query("metric == 'linear_cka'")["similarity"]
+    # 6 targets (the source too) x (12 [CLS] layers above the embeddings + 13 mean-pooled layers)
+    assert cka.between(-1e-6, 1 + 1e-6).all() and len(cka) == 6 * (12 + 13)
     assert set(acc["target"]) == {"en", "de", "ru", "ar", "sw", "zh"}
     drift = pd.read_csv(res / "drift.csv")
     assert drift["similarity"].notna().all()
