@@ -219,7 +219,10 @@ def test_execute_judges_each_notebook_when_its_turn_comes(out, monkeypatch, caps
     ran: list[str] = []
     new_bytes: dict[str, str] = {}
 
-    def fake_execute(profile, v, todo):
+    infos: list[dict] = []
+
+    def fake_execute(profile, v, todo, run_info=None):
+        infos.append(run_info)
         for nb in todo:
             ran.append(nb.name)
             i = nbs.index(nb)
@@ -249,5 +252,8 @@ def test_execute_judges_each_notebook_when_its_turn_comes(out, monkeypatch, caps
     assert "03_extract.ipynb: to run (input results/smoke/t1.csv changed)" in capsys.readouterr().out
 
     ran.clear()
+    infos.clear()
     assert runner.execute("smoke", values, nbs, rerun=True) == 0
     assert ran == [nb.name for nb in nbs]
+    # one run, one record: every notebook of it carries the same commit, start time and cache state
+    assert len(infos) == 6 and all(i is infos[0] for i in infos) and {"commit", "started", "cold_cache"} <= set(infos[0])

@@ -213,13 +213,16 @@ def execute(profile: str, values: dict[str, Any], notebooks: list[Path], *, reru
               f"`make reproduce` (run_study.py --profile {profile} --verify) re-runs it cold in a scratch folder "
               "and compares the numbers, --rerun executes it here")
         return 0
+    run_info: dict[str, Any] | None = None  # one record of the run, taken when its first notebook starts
     for nb in notebooks:
         why = "--rerun" if rerun else staleness(profile, nb, nb_parameters(nb, values))
         if why is None:
             print(f"{nb.name}: current, skipped")
             continue
         print(f"{nb.name}: to run ({why})")
-        code = _execute(profile, values, [nb])
+        if run_info is None:
+            run_info = _run_info(profile, values)
+        code = _execute(profile, values, [nb], run_info)
         if code:
             return code
     return 0
@@ -259,7 +262,15 @@ def _cache_is_empty() -> bool:
     return not any(d.is_dir() and any(d.iterdir()) for d in folders)
 
 
-def _execute(profile: str, values: dict[str, Any], notebooks: list[Path]) -> int:
+def _run_info(profile: str, values: dict[str, Any]) -> dict[str, Any]:
+    """What every executed copy of one runner invocation records alike; written to ``config.json`` too."""
+    info = {"profile": profile, "commit": git_commit(), "cold_cache": _cache_is_empty(),
+            "python": sys.version.split()[0], "started": dt.datetime.now().isoformat(timespec="seconds")}
+    io.write_json({**info, "parameters": values}, paths.results_dir(profile) / "config.json")
+    return info
+
+
+def _execute(profile: str, values: dict[str, Any], notebooks: list[Path], run_info: dict[str, Any] | None = None) -> int:
     import papermill as pm
 
     out_dir = paths.executed_dir(profile)
@@ -268,9 +279,7 @@ def _execute(profile: str, values: dict[str, Any], notebooks: list[Path]) -> int
     os.environ["XLDRIFT_RUNNER"] = "1"  # lets the notebooks write a published profile
     # the kernel runs in notebooks/; utils.py and the package live in the repository root
     os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(paths.ROOT), os.environ.get("PYTHONPATH")]))
-    run_info = {"profile": profile, "commit": git_commit(), "cold_cache": _cache_is_empty(),
-                "python": sys.version.split()[0], "started": dt.datetime.now().isoformat(timespec="seconds")}
-    io.write_json({**run_info, "parameters": values}, paths.results_dir(profile) / "config.json")
+    run_info = run_info or _run_info(profile, values)
     for nb in notebooks:
         nb_params = nb_parameters(nb, values)
         target = out_dir / nb.name
