@@ -31,6 +31,7 @@ TARGETS: dict[str, float] = {
     "extract_fraction_of_peak": 0.60,  # our GFLOP/s / fp32 matmul peak, at least
     "smoke_wall_s": 300.0,            # cold smoke run, at most
     "default_wall_s": 1800.0,         # default profile, at most
+    "grid_wall_s": 4 * 3600.0,        # grid profile (15 sources), cold on 2 CPU cores, at most
     "warm_over_cold": 0.10,           # unchanged re-run / first run, at most
 }
 
@@ -410,8 +411,9 @@ def projection(sec: dict | None) -> str:
     def span(c: dict, key: str) -> str:
         return f"{_dur(_get(c, key, 'fastest'))} - {_dur(_get(c, key, 'median'))}" if _get(c, key) else NA
 
-    rows = [[f"`{name}`", c.get("targets"), c.get("fine_tunings"), c.get("steps"), c.get("eval_items"),
-             c.get("extract_items"), span(c, "projected_s"), span(c, "projected_s_fused")]
+    rows = [[f"`{name}`", c.get("sources", NA), c.get("targets"), c.get("fine_tunings"), c.get("steps"),
+             c.get("eval_items"), c.get("extract_items"), span(c, "projected_s"), span(c, "projected_s_fused"),
+             _dur(c["drift_metrics_s"]) if c.get("drift_metrics_s") is not None else NA, span(c, "projected_s_total")]
             for name, c in (sec.get("profiles") or {}).items()]
     note = (f"Counts follow from each profile's parameters (fine-tunings: seeds x sources x (1 + setup variants + "
             f"intervention conditions)). Rates: {_fmt(ft.get('fastest'), '.2f')} (fastest) and "
@@ -423,7 +425,12 @@ def projection(sec: dict | None) -> str:
             f"for `default` can be set against its measured cold time (the section above). The "
             f"recorded rates come from the for-loop AdamW; the last column divides them by the step ratio the "
             f"fine-tuning section measured for the fused AdamW now used, in the study's setup with the word "
-            f"embeddings frozen ({_fmt(ratio, '.2f', 'x')}).")
+            f"embeddings frozen ({_fmt(ratio, '.2f', 'x')}). With several sources every count is per (source, seed) "
+            f"run, and the intervention re-fine-tunes one source. 'Drift metrics' projects notebook 04's similarity "
+            f"comparisons (sources x seeds x targets x scored layers x metrics, plus the alignment comparisons) from "
+            f"the scale section's per-layer metric times at the profile's n_drift; those times include preparing both "
+            f"inputs, which notebook 04 does once per representation, so this column is an upper bound. 'Total' adds "
+            f"it to the fused projection.")
     default = (sec.get("profiles") or {}).get("default") or {}
     bound = _get(default, "projected_s_fused", "fastest")
     verdict = ""
@@ -431,9 +438,16 @@ def projection(sec: dict | None) -> str:
         verdict = (f"\n\nTarget for `default`, at most {TARGETS['default_wall_s'] / 60:g} min: even at the fastest "
                    f"rate with the fused optimizer it projects to {_dur(bound)} "
                    f"({_at_most(bound, TARGETS['default_wall_s'])}).")
-    return head + note + "\n\n" + _table(["profile", "targets", "fine-tunings", "steps", "evaluation items",
+    grid = (sec.get("profiles") or {}).get("grid") or {}
+    worst = _get(grid, "projected_s_total", "median")
+    if _num(worst) is not None:
+        verdict += (f"\n\nTarget for `grid`, at most {TARGETS['grid_wall_s'] / 3600:g} h cold on 2 CPU cores: at the "
+                    f"median rate with the fused optimizer and the drift metrics' upper bound it projects to "
+                    f"{_dur(worst)} ({_at_most(worst, TARGETS['grid_wall_s'])}).")
+    return head + note + "\n\n" + _table(["profile", "sources", "targets", "fine-tunings", "steps", "evaluation items",
                                             "extraction items", "projected CPU time (fastest - median rate)",
-                                            "with fused AdamW"], rows) + verdict
+                                            "with fused AdamW", "drift metrics", "total (fastest - median)"],
+                                           rows) + verdict
 
 
 def _guarded(build: Callable[[Any], str], arg: Any, title: str) -> str:

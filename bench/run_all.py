@@ -172,6 +172,9 @@ def main() -> None:
                                  "full_recorded": recorded_durations("full")}
     results["default_cold"] = cold_run("default")  # read from the committed run: recomputed every time
     rates = _recorded_rates("default")
+    if not rates and (previous.get("projection") or {}).get("finetune_s_per_step"):
+        # the default profile's results are not committed (e.g. between re-runs): the rates it recorded last time
+        rates = previous["projection"]["finetune_s_per_step"]
     items_per_s = (results.get("extract") or {}).get("ours", {}).get("items_per_s")
     if rates and items_per_s:
         import bench_project
@@ -179,8 +182,10 @@ def main() -> None:
         step_ratio = (results.get("finetune") or {}).get("step_ratio")
         reference = (results.get("extract") or {}).get("tokens", {}).get("mean_length")
         task_tokens = {task: round(bench_project.mean_tokens(task), 2) for task in ("xnli", "sib200")}
-        results["projection"] = {**bench_project.project(["default", "full", "sib200-lite", "sib200"], rates,
-                                                         items_per_s, step_ratio, reference, task_tokens),
+        metric_timings = (results.get("scale") or {}).get("metrics")
+        results["projection"] = {**bench_project.project(["default", "full", "grid", "sib200-lite", "sib200"], rates,
+                                                         items_per_s, step_ratio, reference, task_tokens,
+                                                         metric_timings),
                                  "measured": stamp}
     (HERE / "results.json").write_text(json.dumps(results, indent=2, default=str) + "\n")
     import report

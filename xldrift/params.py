@@ -110,6 +110,8 @@ SCHEMA: dict[str, Spec] = {
     "freeze_database": Spec(str, lambda v: v in DATABASES, f"one of {DATABASES}"),
     "random_draws": Spec(int, _ints(0, 100), "an integer in [0, 100]"),
     "conditions": Spec(list, _list_of(str, ("targeted", "random", "lowest")), "a subset of targeted/random/lowest"),
+    "intervention_source": Spec(str, lambda v: bool(v), "a language code among source_languages",
+                                "the source language of notebook 06's intervention runs"),
 }
 
 
@@ -174,6 +176,22 @@ def validate(params: dict[str, Any]) -> dict[str, Any]:
     if "task" in out or "target_languages" in out:
         check_languages(out)
     return out
+
+
+def check_intervention_source(params: dict[str, Any]) -> str:
+    """The intervention's source language (notebook 06), which must be one of the fine-tuning sources.
+
+    The intervention fine-tunes one source; with several sources (the grid) it stays on
+    ``intervention_source`` rather than whichever source happens to be listed first.
+
+    Raises:
+        ParamError: ``intervention_source`` is not among ``source_languages``.
+    """
+    source, sources = params.get("intervention_source", "en"), list(params.get("source_languages", []))
+    if source not in sources:
+        raise ParamError(f"intervention_source={source!r} is not among source_languages {sources}; the intervention "
+                         "re-fine-tunes a source that notebook 02 fine-tuned (set intervention_source to one of them)")
+    return source
 
 
 def resolve_targets(params: dict[str, Any]) -> list[str]:

@@ -146,6 +146,8 @@ def plan(profile: str, sets: dict[str, Any], only: list[str] | None, *,
             raise params.ParamError(f"--only: profile {profile} runs notebooks {', '.join(selected)} only, not {outside}")
         selected = sorted(set(only))
     nbs = [known[o] for o in selected]
+    if "06" in selected:  # only a run of the intervention needs its source among the fine-tuned ones
+        params.check_intervention_source(merged)
     if check_model:
         _check_model(merged["model"])
     return merged, nbs

@@ -102,6 +102,37 @@ def select_items(
     return pd.concat(parts, ignore_index=True)
 
 
+def select_shared_items(task: str, sources: list[str], **kwargs) -> pd.DataFrame:
+    """:func:`select_items` for several source languages: one item set that every source shares.
+
+    The roles are drawn by premise group and item id, which the parallel files share, so
+    every source trains on the translations of the same items and every target is
+    evaluated and measured on the same premise groups, whichever source is listed first.
+    The selection is made from each source's own files and must come out identical.
+
+    Args:
+        task: ``xnli`` or ``sib200``.
+        sources: the fine-tuning languages (at least one).
+        **kwargs: the sizes and seed of :func:`select_items`.
+
+    Returns:
+        The table of :func:`select_items` (``role, split, id, group, label``).
+
+    Raises:
+        ValueError: no source given.
+        data.DataError: a source's files would give different items (they are not parallel).
+    """
+    if not sources:
+        raise ValueError("select_shared_items needs at least one source language")
+    items = select_items(task, sources[0], **kwargs)
+    for other in sources[1:]:
+        theirs = select_items(task, other, **kwargs)
+        if not theirs.reset_index(drop=True).equals(items.reset_index(drop=True)):
+            raise data.DataError(f"{task}: the items drawn from {other}'s files differ from those drawn from "
+                                 f"{sources[0]}'s; the sources would not train on the same items")
+    return items
+
+
 def _select_sib(
     source: str, n_train: int, n_val: int, n_eval: int, n_drift: int, rng: np.random.Generator
 ) -> pd.DataFrame:
