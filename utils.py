@@ -34,7 +34,7 @@ from xldrift import io, params, paths  # noqa: E402
 
 MODULES = (
     "claims", "classifier", "correlation", "data", "drift", "evaluate", "extract", "finetune", "intervention", "io",
-    "languages", "metrics", "models", "params", "paths", "plots", "pretraining", "setups", "splits", "stats",
+    "languages", "metrics", "models", "pairs", "params", "paths", "plots", "pretraining", "setups", "splits", "stats",
     "tokens", "transfer", "typology",
 )
 
@@ -54,6 +54,7 @@ NOTEBOOK_TITLES = {
     "04": "Drift",
     "05": "Correlations",
     "06": "Intervention",
+    "07": "Pairs",
 }
 
 HEADLESS = os.environ.get("XLDRIFT_HEADLESS") == "1"

@@ -110,6 +110,8 @@ SCHEMA: dict[str, Spec] = {
     "freeze_database": Spec(str, lambda v: v in DATABASES, f"one of {DATABASES}"),
     "random_draws": Spec(int, _ints(0, 100), "an integer in [0, 100]"),
     "conditions": Spec(list, _list_of(str, ("targeted", "random", "lowest")), "a subset of targeted/random/lowest"),
+    "heatmap_layers": Spec(list, _list_of(int), "a non-empty list of layer indices"),
+    "compare_results": Spec(str, valid="a results folder (relative to the repository, or absolute), or '' for none"),
     "intervention_source": Spec(str, lambda v: bool(v), "a language code among source_languages",
                                 "the source language of notebook 06's intervention runs"),
 }
