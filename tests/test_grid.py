@@ -25,7 +25,7 @@ def test_grid_profiles_validate_and_name_every_xnli_language_as_source():
     assert sorted(values["source_languages"]) == sorted(targets) and len(targets) == 15
     assert values["intervention_source"] == "en" and [nb.name[:2] for nb in nbs][-1] == "07"
     smoke, _ = runner.plan("smoke-grid", {}, None, check_model=False)
-    assert smoke["source_languages"] == ["en", "de"] and len(smoke["target_languages"]) == 4
+    assert smoke["source_languages"] == ["en", "de"] and len(smoke["target_languages"]) == 5
 
 
 def test_the_intervention_source_must_be_fine_tuned_but_only_when_06_runs():
@@ -35,6 +35,11 @@ def test_the_intervention_source_must_be_fine_tuned_but_only_when_06_runs():
     values, nbs = runner.plan("grid", {"source_languages": ["de"]}, ["02"], check_model=False)
     assert [nb.name[:2] for nb in nbs] == ["02"] and values["source_languages"] == ["de"]
     assert params.check_intervention_source({"intervention_source": "de", "source_languages": ["en", "de"]}) == "de"
+    # "" is the task's English, so the single-source profiles need not name it
+    assert params.check_intervention_source({"task": "sib200", "intervention_source": "",
+                                             "source_languages": ["eng_Latn"]}) == "eng_Latn"
+    with pytest.raises(params.ParamError, match="'en' is not among"):
+        params.check_intervention_source({"task": "xnli", "intervention_source": "", "source_languages": ["de"]})
 
 
 def test_every_source_trains_on_the_same_items():
@@ -62,7 +67,7 @@ def test_projection_counts_the_grid_per_source_and_the_intervention_once():
     # drift of every (source, target) + alignment with each source after and before fine-tuning
     assert grid["cka_comparisons"] == {"linear_cka": 15 * 15 * layers + 2 * 15 * 14 * layers}
     smoke = bench_project.counts("smoke-grid")
-    assert smoke["fine_tunings"] == 2 + 3 and smoke["cka_comparisons"]["linear_cka"] == 2 * 4 * layers + 2 * 2 * 3 * layers
+    assert smoke["fine_tunings"] == 2 + 3 and smoke["cka_comparisons"]["linear_cka"] == 2 * 5 * layers + 2 * 2 * 4 * layers
 
 
 def test_layer_seconds_interpolate_on_a_power_law():
@@ -128,7 +133,7 @@ def test_a_killed_smoke_grid_resumes_without_redoing_finished_work(tmp_path):
     second = _complete(cache)
     assert {k: second[k] for k in first} == first, "a finished fine-tuning was redone"
     assert sum(k.startswith("checkpoints/") for k in second) == main_runs
-    assert sum(k.startswith("evaluations/") for k in second) == main_runs * 4  # every main run on its 4 targets
+    assert sum(k.startswith("evaluations/") for k in second) == main_runs * 5  # every main run on its 5 targets
     assert "01_data.ipynb: current, skipped" in (tmp_path / "run2.log").read_text()  # it finished in run 1
 
     # 3. runs to the end, reusing everything finished before
@@ -145,14 +150,14 @@ def test_a_killed_smoke_grid_resumes_without_redoing_finished_work(tmp_path):
     assert sum(k.startswith("checkpoints/") for k in third) == main_runs + 3
     executed = sorted(p.name[:2] for p in (out / "notebooks" / "executed" / "smoke-grid").glob("0*.ipynb"))
     assert executed == ["01", "02", "03", "04", "05", "06", "07"]
-    # the pair tables: 2 sources x 4 targets - 2 same-language pairs = 6 ordered pairs
+    # the pair tables: 2 sources x 5 targets - 2 same-language pairs = 8 ordered pairs
     counts = pd.read_csv(res / "pairs_counts.csv")
-    assert (counts["n_pairs"] == 6).all() and (counts["n_max"] <= 6).all()
-    assert pd.read_csv(res / "correlations.csv")["n"].max() == 6
+    assert (counts["n_pairs"] == 8).all() and (counts["n_max"] <= 8).all()
+    assert pd.read_csv(res / "correlations.csv")["n"].max() == 8
     by_source = pd.read_csv(res / "correlations_by_source.csv")
-    assert set(by_source["source"]) == {"en", "de"} and (by_source["n"] <= 3).all()
+    assert set(by_source["source"]) == {"en", "de"} and by_source["n"].max() == 4  # 4 other targets each
     matrix = pd.read_csv(res / "pairs_accuracy_matrix.csv").set_index("source")
-    assert matrix.shape == (3, 5) and matrix.drop(index="mean (zero-shot)").notna().all().all()
+    assert matrix.shape == (3, 6) and matrix.drop(index="mean (zero-shot)").notna().all().all()
     figures = {p.name for p in (out / "figures" / "smoke-grid").glob("*.png")}
     for source in ("en", "de"):  # written once per source, none overwriting another
         assert {f"drift_layers_{source}.png", f"drift_heatmap_{source}.png"} <= figures

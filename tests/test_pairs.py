@@ -144,3 +144,6 @@ def test_claims_and_selection_by_scope():
     sel = P.selection_by_scope({"all": SUPPORTED, "en": MIXED.assign(r=MIXED["r"] * np.where(MIXED["layer"] > 9, 2, 1))},
                                k=3, distance_kind="genetic", database="lang2vec", n_layers=12)
     assert list(sel["blocks"]) == ["1,2,3", "10,11,12"] and list(sel["same_as_first"]) == [True, False]
+    empty = P.selection_by_scope({"all": SUPPORTED, "none": SUPPORTED.assign(r=np.nan)}, k=3, distance_kind="genetic",
+                                 database="lang2vec", n_layers=12)
+    assert list(empty["blocks"]) == ["1,2,3", ""] and "finite r" in empty["note"].iloc[1]

@@ -307,18 +307,24 @@ def selection_by_scope(scopes: Mapping[str, pd.DataFrame], *, k: int, distance_k
 
     Returns:
         One row per scope: ``scope, blocks, r`` (the chosen blocks' r), ``n`` (pairs
-        behind each r) and ``same_as_first`` (the same set as the first scope's).
+        behind each r), ``same_as_first`` (the same set as the first scope's) and
+        ``note``: why no blocks could be chosen (too few blocks with a finite r), if so.
     """
     rows, first = [], None
     for label, corr in scopes.items():
-        choice = intervention.select_layers(corr, k=k, distance_kind=distance_kind, database=database,
-                                            n_layers=n_layers, pooling=pooling, metric=metric)
+        try:
+            choice = intervention.select_layers(corr, k=k, distance_kind=distance_kind, database=database,
+                                                n_layers=n_layers, pooling=pooling, metric=metric)
+        except ValueError as e:  # e.g. one source's few targets leave r undefined: say so, keep the other scopes
+            rows.append({"scope": label, "blocks": "", "r": "", "n": "", "same_as_first": False,
+                         "note": str(e).split(". ")[0]})
+            continue
         chosen = choice.table[choice.table["selected"]]
         first = choice.layers if first is None else first
         rows.append({"scope": label, "blocks": intervention.layers_label(choice.layers),
                      "r": ", ".join(f"{r:+.2f}" for r in chosen["r"]),
                      "n": _span(chosen["n"]) if "n" in chosen else "",
-                     "same_as_first": tuple(choice.layers) == tuple(first)})
+                     "same_as_first": tuple(choice.layers) == tuple(first), "note": ""})
     return pd.DataFrame(rows)
 
 
