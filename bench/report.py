@@ -421,7 +421,7 @@ def projection(sec: dict | None) -> str:
             f"fine-tunings the default profile recorded, and {_fmt(sec.get('forward_items_per_s'), '.1f')} items/s "
             f"for evaluation and extraction (the extraction section's throughput on English XNLI pairs of "
             f"{_fmt(sec.get('reference_tokens'), '.1f')} tokens on average), scaled to each task's mean tokens per "
-            f"item over all its languages ({tokens_txt}). Statistics, tables and figures are left out. On this machine the projection "
+            f"item over all its languages ({tokens_txt}). Notebook 05 and 07's statistics, tables and figures are left out. On this machine the projection "
             f"for `default` can be set against its measured cold time (the section above). The "
             f"recorded rates come from the for-loop AdamW; the last column divides them by the step ratio the "
             f"fine-tuning section measured for the fused AdamW now used, in the study's setup with the word "
