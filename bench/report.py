@@ -352,7 +352,10 @@ def default_cold(sec: dict | None) -> str:
     rows.append(["**total**", f"**{_dur(total)}**", "100%"])
     verdict = (f"Target: at most {TARGETS['default_wall_s'] / 60:g} min cold on 2 CPU cores; measured {_dur(total)} "
                f"({_at_most(total, TARGETS['default_wall_s'])}).")
-    return (head + f"The run that made the committed `results/default/` (started {sec.get('started')}, commit "
+    where = sec.get("where") or "."
+    which = "The run that made the committed `results/default/`" if where == "." else \
+        f"A reproduction of the default profile in `{where}/` (`make reproduce`)"
+    return (head + f"{which} (started {sec.get('started')}, commit "
             f"{str(sec.get('commit'))[:7]}) began with an empty cache, so every model conversion, fine-tuning, "
             f"evaluation and extraction is in these times. Its {sec.get('finetune_runs')} fine-tunings took "
             f"{_dur(sec.get('finetune_wall_s'))} of it ({_fmt(sec.get('finetune_share'), '.0%')}). {verdict}\n\n"
