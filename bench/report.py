@@ -342,6 +342,11 @@ def default_cold(sec: dict | None) -> str:
     head = "## The default profile, cold\n\n"
     if not sec:
         return head + "No committed executed copies of the default profile."
+    expected = sec.get("notebooks_expected")
+    if expected and len(sec.get("durations_s") or {}) < expected:
+        done = ", ".join(name[:2] for name in (sec.get("durations_s") or {}))
+        return head + (f"The committed executed copies cover notebooks {done} of the profile's {expected}: a run in "
+                       "progress, not a cold-run time of the whole profile.")
     if not sec.get("cold"):
         why = "they come from more than one run" if not sec.get("one_run") else "its cache was not empty at the start"
         return head + (f"The committed executed copies are not a cold-run time: {why}. Re-run with an empty "

@@ -118,9 +118,17 @@ def cold_run(profile: str, root: Path | None = None) -> dict:
     return {"profile": profile, "where": str((root or ROOT).relative_to(ROOT)) if (root or ROOT).is_relative_to(ROOT)
             else str(root), "one_run": one_run, "cold": cold, "started": min(s for s in started if s),
             "commit": records[0][1].get("commit"), "durations_s": durations, "total_s": round(total, 1),
+            "notebooks_expected": len(_profile_notebooks(profile)),
             "shares": {k: round(v / total, 3) for k, v in durations.items() if v} if total else {},
             "finetune_runs": len(runs), "finetune_wall_s": round(ft_wall, 1),
             "finetune_share": round(ft_wall / total, 3) if total else None}
+
+
+def _profile_notebooks(profile: str) -> list[str]:
+    """The notebooks a profile runs (``xldrift.runner.profile_notebooks``)."""
+    from xldrift import runner
+
+    return runner.profile_notebooks(profile)
 
 
 def _recorded_runs(profile: str, root: Path | None = None) -> dict[str, dict]:
@@ -174,7 +182,9 @@ def main() -> None:
         results["end_to_end"] = {"smoke": end_to_end("smoke"), "measured": stamp,
                                  "default_recorded": recorded_durations("default"),
                                  "full_recorded": recorded_durations("full")}
-    if args.cold_from or not (results.get("default_cold") or {}).get("cold"):
+    kept = results.get("default_cold") or {}
+    partial = len(kept.get("durations_s") or {}) < kept.get("notebooks_expected", 0)  # a run that was in progress
+    if args.cold_from or not kept.get("cold") or partial:
         # the committed run, or a reproduction (`make reproduce` writes .reproduce/); kept until a cold one replaces it
         fresh = cold_run("default", args.cold_from.resolve() if args.cold_from else None)
         if fresh.get("cold") or not results.get("default_cold"):
