@@ -112,6 +112,7 @@ def cold_run(profile: str, root: Path | None = None) -> dict:
     one_run = len(started) == 1
     cold = one_run and all(m.get("cold_cache") for _, m in records)
     durations = {name: m.get("duration_s") for name, m in records}
+    cpu = {name: m.get("cpu_s") for name, m in records}
     total = sum(d for d in durations.values() if d)
     runs = _recorded_runs(profile, root)
     ft_wall = sum(float(r.get("wall_seconds", 0)) for r in runs.values())
@@ -120,6 +121,7 @@ def cold_run(profile: str, root: Path | None = None) -> dict:
             "commit": records[0][1].get("commit"), "durations_s": durations, "total_s": round(total, 1),
             "notebooks_expected": len(_profile_notebooks(profile)),
             "shares": {k: round(v / total, 3) for k, v in durations.items() if v} if total else {},
+            "cpu_s": cpu if all(v is not None for v in cpu.values()) else None,
             "finetune_runs": len(runs), "finetune_wall_s": round(ft_wall, 1),
             "finetune_share": round(ft_wall / total, 3) if total else None}
 
