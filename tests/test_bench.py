@@ -322,3 +322,15 @@ def test_cold_run_times_one_cold_run_and_refuses_a_mixture(tmp_path, monkeypatch
     _executed(tmp_path, "mixed", [{**run, "duration_s": 30.0}, {**run, "started": "later", "duration_s": 9.0}])
     mixed = run_all.cold_run("mixed")
     assert not mixed["cold"] and "more than one run" in report.default_cold(mixed)
+
+
+def test_a_default_run_in_progress_is_not_reported_as_a_cold_time(tmp_path):
+    path = tmp_path / "README.md"
+    sec = {"one_run": True, "cold": True, "started": "2026-01-01T00:00:00", "commit": "abc1234",
+           "durations_s": {"01_data": 24.5}, "total_s": 24.5, "notebooks_expected": 7}
+    report.write({"default_cold": sec}, path)
+    text = _section(path.read_text(), "## The default profile, cold")
+    assert "notebooks 01 of the profile's 7" in text and "(met)" not in text
+    report.write({"default_cold": {**sec, "durations_s": {f"0{i}_x": 10.0 for i in range(1, 8)}, "total_s": 70.0}},
+                 path)
+    assert "(met)" in _section(path.read_text(), "## The default profile, cold")  # all 7: a cold time, judged
