@@ -313,6 +313,7 @@ def test_cold_run_times_one_cold_run_and_refuses_a_mixture(tmp_path, monkeypatch
     import run_all
 
     monkeypatch.setattr(run_all, "ROOT", tmp_path)
+    monkeypatch.setattr(run_all, "_profile_notebooks", lambda profile: ["01", "02"])  # the fake profile's two notebooks
     run = {"started": "2026-12-02T07:14:18", "cold_cache": True, "commit": "abcdef1"}
     _executed(tmp_path, "default", [{**run, "duration_s": 30.0}, {**run, "duration_s": 90.0}])
     sec = run_all.cold_run("default")
