@@ -157,15 +157,3 @@ def test_execute_skips_up_to_date_notebooks_and_runs_everything_after_a_stale_on
     (out / "results/smoke/t2.csv").write_text("changed\n")  # notebook 03's own output
     assert runner.execute("smoke", values, nbs) == 0
     assert ran[-1] == [nb.name for nb in nbs[2:]], "03 and everything after it"
-
-
-def test_a_file_a_later_notebook_adds_to_is_re_recorded_for_the_notebooks_of_the_same_run(out):
-    values, nbs, per = _smoke_plan(out)
-    first, later = nbs[1], nbs[5]  # as 06 adds its rows to 02's accuracy.csv
-    acc = _write(out, "results/smoke/accuracy.csv", "full\n")
-    _copy(out, "smoke", first.name, per[first.name], {"results/smoke/accuracy.csv": acc}, {})
-    _write(out, "results/smoke/accuracy.csv", "full\ntargeted\n")
-    assert runner.staleness("smoke", first, per[first.name]) == "results/smoke/accuracy.csv changed"
-    runner._refresh([out / "notebooks/executed/smoke" / first.name])
-    assert runner.staleness("smoke", first, per[first.name]) is None
-    assert runner.staleness("smoke", later, per[later.name]) == "no executed copy"

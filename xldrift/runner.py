@@ -30,7 +30,7 @@ from typing import Any
 
 import yaml
 
-from xldrift import io, params, paths
+from xldrift import checks, io, locks, params, paths, runlog
 
 log = logging.getLogger(__name__)
 
@@ -249,7 +249,7 @@ def execute(profile: str, values: dict[str, Any], notebooks: list[Path], *, reru
         declared = notebook_parameters(nb)
         nb_params = {k: v for k, v in values.items() if k in declared}
         why = ("--rerun" if rerun else "an earlier notebook runs" if pending
-               else staleness(profile, nb, nb_params))
+               else staleness(profile, nb, nb_params) or checks.cache_staleness(profile, nb))
         if why is None:
             print(f"{nb.name}: up to date (same sources, parameters and files), skipped; --rerun to execute it")
         else:
@@ -270,7 +270,8 @@ def _execute(profile: str, values: dict[str, Any], notebooks: list[Path]) -> int
     os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(paths.ROOT), os.environ.get("PYTHONPATH")]))
     run_info = {"profile": profile, "commit": git_commit(), "source_hash": source_hash(profile),
                 "python": sys.version.split()[0], "started": dt.datetime.now().isoformat(timespec="seconds")}
-    io.write_json({**run_info, "parameters": values}, paths.results_dir(profile) / "config.json")
+    runlog.write_run_config(paths.results_dir(profile) / "config.json", run_info, values, [nb.name for nb in notebooks])
+    notices = runlog.notices_file()
     done: list[Path] = []
     for nb in notebooks:
         declared = notebook_parameters(nb)
@@ -281,13 +282,18 @@ def _execute(profile: str, values: dict[str, Any], notebooks: list[Path]) -> int
         print(f"[{dt.datetime.now():%H:%M:%S}] {nb.name}: running", flush=True)
         inputs = {rel: _digest(rel) for rel in _upstream_outputs(out_dir, nb)}
         before = _output_files(profile)
-        tmp = out_dir / f".tmp-{nb.name}"
+        tmp = out_dir / f".tmp-{nb.name[:-6]}.{os.getpid()}.ipynb"
+        runlog.set_current(nb.name)
         try:
-            pm.execute_notebook(
-                str(nb), str(tmp), parameters=nb_params, kernel_name=KERNEL, cwd=str(NOTEBOOKS),
-                progress_bar=False, log_output=False, report_mode=False,
-            )
+            with runlog.Relay(notices, prefix=f"{nb.name}: "):
+                pm.execute_notebook(
+                    str(nb), str(tmp), parameters=nb_params, kernel_name=KERNEL, cwd=str(NOTEBOOKS),
+                    progress_bar=False, log_output=False, report_mode=False,
+                )
         except pm.PapermillExecutionError as e:
+            if e.ename == "KeyboardInterrupt":  # Ctrl-C reached the kernel first
+                tmp.unlink(missing_ok=True)
+                raise KeyboardInterrupt from None
             tmp.replace(failed)
             print(f"FAILED: {nb.name}, cell {e.cell_index} (execution count {e.exec_count}): "
                   f"{e.ename}: {e.evalue}\npartial copy kept at {failed}", file=sys.stderr)
@@ -306,26 +312,8 @@ def _execute(profile: str, values: dict[str, Any], notebooks: list[Path]) -> int
         if failed.exists():
             failed.unlink()
         done.append(target)
-        _refresh(done)
         print(f"[{dt.datetime.now():%H:%M:%S}] {nb.name}: done in {time.time() - t0:.0f} s", flush=True)
     return 0
-
-
-def _refresh(copies: list[Path]) -> None:
-    """Re-record the digests of the files listed in ``copies`` (executed in this run) as they are now.
-
-    A later notebook may add to a file an earlier one wrote (06 adds its rows to 02's
-    ``accuracy.csv``); the state a completed run leaves is the one to compare against.
-    """
-    for copy in copies:
-        nb = json.loads(copy.read_text())
-        rec = nb["metadata"]["xldrift"]
-        fresh = {kind: {rel: _digest(rel) for rel in rec[kind]} for kind in ("outputs", "inputs")}
-        if any(fresh[kind] != rec[kind] for kind in fresh):
-            rec.update(fresh)
-            tmp = copy.with_name(f".tmp-{copy.name}")
-            tmp.write_text(json.dumps(nb, indent=1, ensure_ascii=False) + "\n")
-            os.replace(tmp, copy)
 
 
 def ensure_kernel() -> None:
@@ -359,6 +347,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
         values, nbs = plan(args.profile, parse_sets(args.sets), args.only.split(",") if args.only else None)
+        checks.run_checks(args.profile, values, nbs, only=bool(args.only))
     except params.ParamError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -366,5 +355,16 @@ def main(argv: list[str] | None = None) -> int:
     if args.check:
         print(json.dumps(values, indent=1))
         return 0
-    ensure_kernel()
-    return execute(args.profile, values, nbs, rerun=args.rerun)
+    try:
+        lock = locks.profile_lock(args.profile).acquire()
+    except locks.LockedError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    try:
+        ensure_kernel()
+        return execute(args.profile, values, nbs, rerun=args.rerun)
+    except KeyboardInterrupt:
+        print(runlog.interrupted_line(), file=sys.stderr)
+        return 130
+    finally:
+        lock.release()
