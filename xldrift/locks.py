@@ -26,12 +26,13 @@ import json
 import os
 import re
 import sys
+import threading
 from pathlib import Path
 from typing import Any, Iterator
 
 from xldrift import paths, runlog
 
-_held: dict[str, int] = {}
+_held = threading.local()  # lock files this thread holds: re-entrant per thread, contended between threads
 
 
 class LockedError(RuntimeError):
@@ -87,7 +88,8 @@ def entry_lock(entry: Path, what: str) -> Iterator[None]:
     """
     lock = lock_file_for(entry)
     key = str(lock)
-    if key in _held:
+    held: set[str] = _held.__dict__.setdefault("keys", set())
+    if key in held:
         yield
         return
     lock.parent.mkdir(parents=True, exist_ok=True)
@@ -100,11 +102,11 @@ def entry_lock(entry: Path, what: str) -> Iterator[None]:
                           f"{Path(entry).name}; it will be reused when done")
             fcntl.flock(fd, fcntl.LOCK_EX)
         _write_owner(fd)
-        _held[key] = fd
+        held.add(key)
         try:
             yield
         finally:
-            del _held[key]
+            held.discard(key)
             os.ftruncate(fd, 0)
             fcntl.flock(fd, fcntl.LOCK_UN)
     finally:
