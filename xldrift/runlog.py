@@ -51,13 +51,40 @@ def notice(message: str) -> None:
 
 
 def notices_file() -> Path:
-    """Create an empty notices file for this run and point ``$XLDRIFT_NOTICES`` (inherited by kernels) at it."""
+    """Create this run's notices file and point ``$XLDRIFT_NOTICES`` (inherited by kernels) at it.
+
+    It lives in a private temporary folder, with the kernels' own log
+    (:func:`kernel_manager_class`), removed when the runner exits.
+    """
+    import atexit
+    import shutil
     import tempfile
 
-    fd, name = tempfile.mkstemp(prefix=f"xldrift-notices-{os.getpid()}-", suffix=".log")
-    os.close(fd)
-    os.environ[NOTICES_ENV] = name
-    return Path(name)
+    folder = Path(tempfile.mkdtemp(prefix=f"xldrift-run-{os.getpid()}-"))
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    path = folder / "notices.log"
+    path.touch()
+    os.environ[NOTICES_ENV] = str(path)
+    return path
+
+
+def kernel_manager_class(log: Path) -> type:
+    """A Jupyter kernel manager whose kernels write their own stderr to ``log``, not to the terminal.
+
+    What a notebook prints reaches its executed copy either way; what the
+    kernel process itself logs (transport warnings, its shutdown after Ctrl-C)
+    would otherwise interleave with the runner's lines.
+    """
+    from jupyter_client.manager import AsyncKernelManager
+
+    class QuietKernelManager(AsyncKernelManager):
+        async def _async_launch_kernel(self, kernel_cmd: list[str], **kw: Any) -> None:
+            with open(log, "ab") as sink:  # the child keeps its own copy of the descriptor
+                kw.setdefault("stderr", sink)
+                kw.setdefault("stdout", sink)
+                await super()._async_launch_kernel(kernel_cmd, **kw)
+
+    return QuietKernelManager
 
 
 class Relay:
@@ -133,6 +160,25 @@ _current: dict[str, Any] = {}
 def set_current(what: str | None) -> None:
     """Remember what the runner is doing now (named if the run is interrupted)."""
     _current["what"] = what
+
+
+def stop_children(timeout: float = 5.0) -> None:
+    """Kill this process's child processes (the notebook kernel) and wait for them.
+
+    After Ctrl-C the kernel would otherwise outlive the runner and print its
+    own shutdown warnings below the runner's last line.
+    """
+    try:
+        import psutil  # ipykernel's dependency, so present wherever notebooks run
+    except ImportError:
+        return
+    children = psutil.Process().children(recursive=True)
+    for child in children:
+        try:
+            child.kill()
+        except psutil.NoSuchProcess:
+            pass
+    psutil.wait_procs(children, timeout=timeout)
 
 
 def interrupted_line() -> str:

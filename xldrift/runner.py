@@ -289,6 +289,7 @@ def _execute(profile: str, values: dict[str, Any], notebooks: list[Path]) -> int
                 pm.execute_notebook(
                     str(nb), str(tmp), parameters=nb_params, kernel_name=KERNEL, cwd=str(NOTEBOOKS),
                     progress_bar=False, log_output=False, report_mode=False,
+                    kernel_manager_class=runlog.kernel_manager_class(notices.with_name("kernel.log")),
                 )
         except pm.PapermillExecutionError as e:
             if e.ename == "KeyboardInterrupt":  # Ctrl-C reached the kernel first
@@ -364,6 +365,7 @@ def main(argv: list[str] | None = None) -> int:
         ensure_kernel()
         return execute(args.profile, values, nbs, rerun=args.rerun)
     except KeyboardInterrupt:
+        runlog.stop_children()
         print(runlog.interrupted_line(), file=sys.stderr)
         return 130
     finally:
