@@ -1,8 +1,8 @@
 """Data errors that name the right file, row and cause.
 
 Two kinds of fault reach the task files: a file damaged on its own (empty, a
-byte-order mark, Windows line endings, bytes that are not UTF-8), found by
-:func:`inspect_file` before the file is parsed; and files that are each sound
+byte-order mark, Windows line endings), found by :func:`inspect_text` before
+the file is parsed (bytes that are not UTF-8 or gzip are named by the loader); and files that are each sound
 but not parallel (a row removed or added, labels that differ), found by
 :func:`check_parallel`. The latter blames the language that disagrees with
 the majority, not whichever happened to be compared first, and reports the
@@ -11,7 +11,6 @@ first row where it differs.
 
 from __future__ import annotations
 
-import codecs
 from collections import Counter
 from pathlib import Path
 from typing import Callable, Mapping
@@ -26,32 +25,27 @@ def _error(message: str) -> Exception:
     return DataError(message)
 
 
-def inspect_file(path: Path, *, header: bool = False) -> None:
-    """Raise ``DataError`` if a task file is empty, has a BOM, CR line endings or non-UTF-8 bytes.
+def inspect_text(path: Path, text: str, *, header: bool = False) -> None:
+    """Raise ``DataError`` if a task file's text is empty, starts with a BOM or has CR line endings.
 
     Args:
-        path: the file.
+        path: the file (named in the error).
+        text: its decoded (and decompressed) content.
         header: whether its first line is a header (then a file with only
             that line is empty too).
     """
-    raw = Path(path).read_bytes()
-    if not raw.strip():
-        raise _error(f"{path}: the file is empty ({len(raw)} bytes); it should hold one item per line")
-    if raw.startswith(codecs.BOM_UTF8):
+    if not text.strip():
+        raise _error(f"{path}: the file is empty ({len(text)} characters); it should hold one item per line")
+    if text.startswith("\ufeff"):
         raise _error(f"{path}: starts with a UTF-8 byte-order mark (bytes EF BB BF) before row 1; "
                      f"save it as UTF-8 without a BOM")
-    cr = raw.find(b"\r")
+    cr = text.find("\r")
     if cr >= 0:
-        line = raw.count(b"\n", 0, cr) + 1
-        kind = "Windows (CRLF)" if raw[cr + 1:cr + 2] == b"\n" else "carriage-return (CR)"
+        line = text.count("\n", 0, cr) + 1
+        kind = "Windows (CRLF)" if text[cr + 1:cr + 2] == "\n" else "carriage-return (CR)"
         raise _error(f"{path}: {kind} line ending at line {line}; the task files use Unix (LF) line endings "
                      f"(convert it, e.g. with dos2unix)")
-    try:
-        raw.decode("utf-8")
-    except UnicodeDecodeError as err:
-        line = raw.count(b"\n", 0, err.start) + 1
-        raise _error(f"{path}: byte {err.start} (line {line}) is not valid UTF-8; the task files are UTF-8") from None
-    if header and len(raw.splitlines()) <= 1:
+    if header and len(text.splitlines()) <= 1:
         raise _error(f"{path}: only a header line, no rows")
 
 
