@@ -14,7 +14,8 @@ sys.path.insert(0, str(BENCH))
 import bench_scale  # noqa: E402
 import report  # noqa: E402
 
-SECTIONS = ("## Machine", "## Linear CKA", "## Extraction", "## Fine-tuning step", "## End to end", "## Scale")
+SECTIONS = ("## Machine", "## Linear CKA", "## Extraction", "## Fine-tuning step", "## End to end", "## Scale",
+            "## Cache verification")
 
 
 def _row(text: str, *starts: str) -> str:
@@ -102,7 +103,7 @@ def test_all_sections_missing(tmp_path):
     text = path.read_text()
     for heading in SECTIONS:
         assert heading in text
-    assert text.count("Not measured in this run (skipped).") == 5
+    assert text.count("Not measured in this run (skipped).") == 6
     assert "**missed**" not in text and "| met |" not in text
 
 
