@@ -93,3 +93,19 @@ def test_readme_links_and_figures_exist():
     assert len(targets) >= 10, f"expected the README to link its figures and results, found {len(targets)} links"
     missing = sorted({t for t in targets if not (ROOT / t).exists()})
     assert not missing, f"README links to files that are not in the repository: {missing}"
+
+
+def test_readme_names_the_commit_each_published_profile_ran_at():
+    """Each published profile's executed copies record the commit they ran at; the README names it."""
+    import json
+
+    text = README.read_text()
+    for d in sorted((ROOT / "notebooks" / "executed").iterdir()):
+        copies = sorted(d.glob("0[0-9]_*.ipynb"))
+        if not copies:
+            continue
+        commits = {(json.loads(c.read_text())["metadata"].get("xldrift") or {}).get("commit", "") for c in copies}
+        for commit in sorted(commits):
+            short = commit.split("+")[0][:7]
+            assert short and re.search(rf"ran at commit `?{short}", text), (
+                f"README does not say that profile {d.name} ran at commit {short} ('ran at commit {short}')")

@@ -156,6 +156,16 @@ def quarantine(path: Path, reason: str, *, recompute: bool = True) -> Path:
     return dest
 
 
+def was_quarantined(path: Path) -> bool:
+    """Whether a copy of the entry at ``path`` was moved aside as damaged."""
+    try:
+        rel = Path(path).resolve().relative_to(paths.cache_dir().resolve())
+    except ValueError:
+        return False
+    folder = paths.cache_dir() / ".quarantine" / rel.parent
+    return folder.is_dir() and any(folder.glob(f"{rel.name}.*"))
+
+
 # ----------------------------------------------------------------- single files
 def _sidecar(path: Path) -> Path:
     return path.with_name(path.name + SIDECAR)

@@ -166,10 +166,14 @@ def _checkpoints_listed(table: Path) -> list[str]:
         return []
 
 
+# notebooks that read cache entries an earlier notebook made (06 trains any checkpoint it lacks itself)
+CACHE_PRODUCER = {"03": "02", "04": "03"}
+
+
 def missing_cache_inputs(profile: str, number: str) -> str | None:
     """A cache entry notebook ``number`` reads but did not make, that is missing; or None."""
     res = paths.results_dir(profile)
-    if number in ("03", "06"):
+    if number == "03":
         for name in _checkpoints_listed(res / "checkpoints.csv"):
             if not io.is_complete(paths.checkpoints_cache() / name):
                 return f"the fine-tuned checkpoint {name} (listed in checkpoints.csv) is not in the cache"
@@ -203,7 +207,7 @@ def check_upstream(profile: str, numbers: list[str]) -> None:
                                  f"exist; run notebook {first} first (--only {','.join(sorted({first, *selected}))}, "
                                  f"or no --only)")
         why = missing_cache_inputs(profile, nb)
-        first = {"03": "02", "06": "02", "04": "03"}.get(nb)
+        first = CACHE_PRODUCER.get(nb)
         if why and first not in selected:
             raise ParamError(f"--only {','.join(selected)}: notebook {nb} needs {why}; run notebook {first} first "
                              f"(--only {','.join(sorted({first, *selected}))})")
@@ -230,31 +234,59 @@ def run_checks(profile: str, values: dict[str, Any], notebooks: list[Path], only
 
 # ----------------------------------------------------------------- runner staleness from the cache
 def cache_staleness(profile: str, notebook: Path) -> str | None:
-    """Why ``notebook`` must run again because of the cache entries it made, or None.
+    """Why ``notebook`` must run again because a cache entry it made is damaged, or None.
 
-    Notebook 02 (and 06) must run again when a checkpoint it listed is gone or
-    its files' sizes differ from their record; 03 when a representations file
-    it listed is gone or its size differs.
+    Damaged means: present with files whose sizes differ from their record,
+    or moved aside by a reader that found it damaged. An entry that is simply
+    absent (a fresh clone, a cleared cache) does not make a current notebook
+    stale; :func:`forced_by_cache` runs its producer when a notebook that
+    runs needs it.
     """
     number, res = notebook.name[:2], paths.results_dir(profile)
     tables = {"02": ["checkpoints.csv"], "06": ["intervention_runs.csv"]}.get(number, [])
     for table in tables:
         for name in _checkpoints_listed(res / table):
             d = paths.checkpoints_cache() / name
-            if not io.is_complete(d):
-                return f"checkpoint {name} not in the cache"
-            why = cachecheck.check_dir(d, deep=False)
-            if why:
-                return f"checkpoint {name} damaged ({why})"
+            if io.is_complete(d):
+                why = cachecheck.check_dir(d, deep=False)
+                if why:
+                    return f"checkpoint {name} damaged ({why})"
+            elif cachecheck.was_quarantined(d):
+                return f"checkpoint {name} was moved aside as damaged"
     if number == "03" and (res / "representations.csv").is_file():
         try:
             files = pd.read_csv(res / "representations.csv")["path"].astype(str).tolist()
         except (OSError, ValueError, KeyError, pd.errors.ParserError):
             files = []
         for f in map(Path, files):
-            if not f.is_file():
-                return f"{f.name} not in the cache"
-            why = cachecheck.check_file(f, deep=False)
-            if why:
-                return f"{f.name} damaged ({why})"
+            if f.is_file():
+                why = cachecheck.check_file(f, deep=False)
+                if why:
+                    return f"{f.name} damaged ({why})"
+            elif cachecheck.was_quarantined(f):
+                return f"{f.name} was moved aside as damaged"
     return None
+
+
+def forced_by_cache(profile: str, notebooks: list[Path], stale: dict[str, str | None], rerun: bool) -> dict[str, str]:
+    """Producers among ``notebooks`` that must run because a notebook that runs needs their missing cache entries.
+
+    Args:
+        profile: the profile.
+        notebooks: the notebooks of this run, in order.
+        stale: notebook number -> why it runs (None: current), as judged now.
+        rerun: every notebook runs anyway.
+
+    Returns:
+        ``{producer number: why}``.
+    """
+    numbers = {nb.name[:2] for nb in notebooks}
+    out: dict[str, str] = {}
+    for number in sorted(numbers, reverse=True):  # 04 may force 03, which may force 02
+        runs = rerun or stale.get(number) is not None or number in out
+        producer = CACHE_PRODUCER.get(number)
+        if runs and producer in numbers:
+            why = missing_cache_inputs(profile, number)
+            if why:
+                out[producer] = f"notebook {number} needs {why}"
+    return out

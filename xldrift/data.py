@@ -55,8 +55,9 @@ class DataError(ValueError):
     """Missing, truncated or non-parallel task data."""
 
 
-def read_manifest(path: Path = MANIFEST) -> dict[str, str]:
-    """``{path relative to data/: SHA-256}`` from a ``sha256sum``-format manifest."""
+def read_manifest(path: Path | None = None) -> dict[str, str]:
+    """``{path relative to data/: SHA-256}`` from a ``sha256sum``-format manifest (default: the shipped one)."""
+    path = SHIPPED / MANIFEST.name if path is None else path
     out = {}
     for line in path.read_text().splitlines():
         if line.strip():
@@ -74,7 +75,7 @@ def _sha256(path: Path) -> str:
 
 
 @functools.lru_cache(maxsize=4)
-def verify_manifest(task: str | None = None, root: Path = SHIPPED) -> int:
+def verify_manifest(task: str | None = None, root: Path | None = None) -> int:
     """Check the shipped data files against ``MANIFEST.sha256``; return how many were checked.
 
     Hashes each file once per process (about 0.1 s for all 850 files).
@@ -85,6 +86,7 @@ def verify_manifest(task: str | None = None, root: Path = SHIPPED) -> int:
     Raises:
         DataError: naming the first missing or altered file with its expected and found digests.
     """
+    root = SHIPPED if root is None else root
     expected = read_manifest(root / MANIFEST.name)
     checked = 0
     for rel, digest in sorted(expected.items()):
@@ -136,7 +138,7 @@ def data_root(task: str) -> tuple[Path | None, str]:
             )
         return root, f"$XLDRIFT_DATA ({root})"
     if _has_task(SHIPPED, task):
-        verify_manifest(task)
+        verify_manifest(task, SHIPPED)
         return SHIPPED, f"data/ ({SHIPPED.resolve()})"
     return None, f"Hugging Face Hub ({HUB_IDS[task]})"
 

@@ -246,4 +246,3 @@ def intervention_table(runs: pd.DataFrame, predictions: Mapping[str, Mapping[str
     t = accuracy_table(runs, predictions, model=model, task=task)
     t["frozen_layers"] = t["frozen_layers"].fillna("").astype(str)
     return t[COLUMNS]
-

@@ -130,7 +130,8 @@ class Relay:
                 print(f"{self.prefix}{line}", file=stream, flush=True)
 
 
-def write_run_config(path: Path, run_info: dict[str, Any], values: dict[str, Any], notebooks: list[str]) -> None:
+def write_run_config(path: Path, run_info: dict[str, Any], values: dict[str, Any],
+                     notebooks: list[str] | None = None) -> None:
     """Record a run in ``config.json`` without losing what earlier runs recorded.
 
     The top level describes the latest run (``run_info``, its parameters and
@@ -142,13 +143,13 @@ def write_run_config(path: Path, run_info: dict[str, Any], values: dict[str, Any
         path: ``results/<profile>/config.json``.
         run_info: profile, commit, source hash, Python version, start time.
         values: the run's validated parameters.
-        notebooks: file names of the notebooks this run executes.
+        notebooks: file names of the notebooks this run executes, when known.
     """
     try:
         previous = json.loads(path.read_text()) if path.is_file() else {}
     except (OSError, ValueError):
         previous = {}
-    record = {**run_info, "parameters": values, "notebooks_run": notebooks}
+    record = {**run_info, "parameters": values, **({"notebooks_run": notebooks} if notebooks is not None else {})}
     if isinstance(previous.get("notebooks"), dict):
         record["notebooks"] = previous["notebooks"]
     io.write_json(record, path)
