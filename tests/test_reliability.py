@@ -714,6 +714,10 @@ def test_the_tables_of_reads_and_writes_match_the_notebooks():
         number = nb.name[:2]
         assert _writes(nb) <= set(checks.MAKES[number]), f"{nb.name} writes files checks.MAKES does not list"
         src = nb.read_text()
+        code = "\n".join("".join(c["source"]) for c in json.loads(src)["cells"] if c["cell_type"] == "code")
+        for name in set(re.findall(r'"([A-Za-z_0-9]+\.(?:csv|json))"', code)) - {"config.json"}:
+            known = name in checks.MAKES[number] or name in checks.NEEDS[number] or (ROOT / "data" / name).is_file()
+            assert known, f"{nb.name} uses {name}, which checks.NEEDS/MAKES does not list"
         for name in checks.NEEDS[number]:
             assert f'\\"{name}\\"' in src, f"{nb.name} does not mention {name}"
             assert checks.producer(name) < number, f"{name} is made by a later notebook"
