@@ -245,11 +245,14 @@ def _with_record_cells(nb_path: Path, dest: Path) -> None:
     dest.write_text(json.dumps(nb, indent=1, ensure_ascii=False))
 
 
-def _without_record_cells(nb: dict[str, Any]) -> dict[str, list[str]]:
-    """Remove the injected cells from an executed notebook (in place); return what the last one reported."""
+def _without_record_cells(nb: dict[str, Any], *, completed: bool = True) -> dict[str, list[str]]:
+    """Remove the injected cells from an executed notebook (in place); return what the last one reported.
+
+    ``completed=False`` is for a notebook stopped by a failing cell: its last cell never ran.
+    """
     tags = lambda c: c.get("metadata", {}).get("tags", [])  # noqa: E731
     end = [c for c in nb["cells"] if provenance.END_TAG in tags(c)]
-    report = provenance.parse_end_output(end[0]["outputs"]) if end else {"modules": [], "reads": []}
+    report = provenance.parse_end_output(end[0]["outputs"]) if end and completed else {"modules": [], "reads": []}
     nb["cells"] = [c for c in nb["cells"] if not {provenance.BEGIN_TAG, provenance.END_TAG} & set(tags(c))]
     for c in nb["cells"]:  # the injected first cell took execution count 1
         if c["cell_type"] == "code" and c.get("execution_count"):
@@ -308,7 +311,7 @@ def _execute(profile: str, values: dict[str, Any], notebooks: list[Path], run_in
                 tmp.unlink(missing_ok=True)
                 raise KeyboardInterrupt from None
             executed = json.loads(tmp.read_text())
-            _without_record_cells(executed)
+            _without_record_cells(executed, completed=False)
             failed.write_text(json.dumps(executed, indent=1, ensure_ascii=False) + "\n")
             tmp.unlink(missing_ok=True)
             print(f"FAILED: {nb.name}, cell {e.cell_index - 1} (execution count {e.exec_count - 1}): "
