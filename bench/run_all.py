@@ -154,7 +154,7 @@ def _recorded_rates(profile: str) -> list[float]:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true", help="fewer repeats")
-    ap.add_argument("--skip", nargs="*", default=[], choices=["cka", "extract", "finetune", "e2e", "scale"],
+    ap.add_argument("--skip", nargs="*", default=[], choices=["cka", "extract", "finetune", "e2e", "scale", "cache"],
                     help="sections not to measure (the projection is always recomputed from what is recorded)")
     ap.add_argument("--cold-from", type=Path, default=None,
                     help="time the default profile from the executed copies under this folder (e.g. .reproduce)")
@@ -180,6 +180,11 @@ def main() -> None:
         import bench_scale
 
         results["scale"] = {**bench_scale.run(), "measured": stamp}
+    if "cache" not in args.skip:
+        import bench_cache
+
+        rate = (results.get("extract") or {}).get("ours", {}).get("items_per_s")
+        results["cache"] = {**bench_cache.run(repeats=repeats, extraction_items_per_s=rate), "measured": stamp}
     if "e2e" not in args.skip:
         results["end_to_end"] = {"smoke": end_to_end("smoke"), "measured": stamp,
                                  "default_recorded": recorded_durations("default"),

@@ -2,7 +2,9 @@
 
 Every cache entry and result table is written to a temporary sibling first and
 then renamed into place, so an interrupted run never leaves a half-written file
-that a later run would mistake for a finished one.
+that a later run would mistake for a finished one. Temporaries are named
+``.tmp-<name>.<pid>.<random>``: cleanup can tell a live process's from a dead one's
+(:func:`xldrift.locks.stale_temps`).
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     # keep the extension: some writers (papermill, pandas) decide the format from it
-    fd, tmp = tempfile.mkstemp(prefix=f".tmp-{path.stem}.", suffix=path.suffix, dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".tmp-{path.stem}.{os.getpid()}.", suffix=path.suffix, dir=path.parent)
     os.close(fd)
     tmp_path = Path(tmp)
     os.chmod(tmp_path, 0o666 & ~_umask())  # mkstemp creates 0600; results are meant to be shared
@@ -58,7 +60,7 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{path.name}.", dir=path.parent))
+    tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{path.name}.{os.getpid()}.", dir=path.parent))
     os.chmod(tmp, 0o777 & ~_umask())
     try:
         yield tmp

@@ -95,7 +95,8 @@ def select_items(
         if extra > len(spare):
             raise ValueError(
                 f"n_train={n_train} needs {extra} test premise groups beyond the dev file, "
-                f"but only {len(spare)} are left after eval and drift items"
+                f"but only {len(spare)} are left after eval and drift items; expected at most "
+                f"n_train={3 * (len(train_g) + len(spare))} with these n_val, n_eval and n_drift"
             )
         parts.append(_take(test, spare[:extra], "train", "test"))
     parts += [_take(test, eval_g, "eval", "test"), _take(test, drift_g, "drift", "test")]
