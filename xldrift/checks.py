@@ -35,6 +35,7 @@ NEEDS: dict[str, tuple[str, ...]] = {
     "04": ("representations.csv", "languages.csv"),
     "05": ("languages.csv", "fertility.csv", "accuracy.csv", "drift.csv"),
     "06": ("correlations.csv", "finetune_config.json", "checkpoints.csv", "items.csv", "distances.csv"),
+    "07": ("accuracy.csv", "drift.csv", "distances.csv", "correlations.csv"),
 }
 MAKES: dict[str, tuple[str, ...]] = {
     "01": ("items.csv", "languages.csv", "fertility.csv"),
@@ -46,6 +47,9 @@ MAKES: dict[str, tuple[str, ...]] = {
            "correlations_seen.csv", "claims.csv", "verdict_grid.csv"),
     "06": ("intervention.csv", "intervention_selection.csv", "intervention_runs.csv", "intervention_gains.csv",
            "intervention_gaps.csv", "intervention_verdict.csv"),
+    "07": ("pairs_accuracy_matrix.csv", "pairs_impact.csv", "pairs_counts.csv", "pairs_conventions.csv",
+           "correlations_by_source.csv", "pairs_source_spread.csv", "pairs_claims.csv", "pairs_blocks.csv",
+           "pairs_vs_single_source.csv", "pairs_accuracy_vs_single_source.csv"),
 }
 
 
