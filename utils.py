@@ -26,7 +26,7 @@ if str(ROOT) not in sys.path:  # notebooks run from notebooks/
     sys.path.insert(0, str(ROOT))
 
 from xldrift import (  # noqa: E402
-    claims, classifier, correlation, data, drift, evaluate, extract, finetune, intervention, io, languages, metrics, models, params, paths, plots, pretraining, runner, setups, splits, stats, tokens, transfer, typology,
+    claims, classifier, correlation, data, drift, evaluate, extract, finetune, intervention, io, languages, metrics, models, paper, params, paths, plots, precomputed, pretraining, runner, setups, splits, stats, tokens, transfer, typology,
 )
 
 NOTEBOOK_TITLES = {
