@@ -159,3 +159,27 @@ def test_starred_marks_by_unadjusted_p():
     out = correlation.starred(rows)
     assert list(out.columns[-3:]) == ["1", "2", "AVG"]
     assert out.iloc[0][["1", "2", "AVG"]].tolist() == ["-0.90**", "+0.10", "-0.50*"]
+
+
+def test_report_does_not_flag_the_source_of_a_star_table_and_effect_gives_both_readings():
+    fam = {"en": "F1", "de": "F1", "xx": "F2", "yy": "F3", "zz": "F4", "ww": "F5"}
+    star = pd.DataFrame([("en", t, "syntactic", "db", 0.0 if t == "xx" else 0.2 + 0.1 * i)
+                         for i, t in enumerate(["de", "xx", "yy", "zz", "ww"])],
+                        columns=["lang_a", "lang_b", "kind", "database", "value"])
+    pre = precomputed.load_table()
+    cov = precomputed.coverage({"en": "eng"}, pre)
+    flags = correlation.placeholder_report(pre, cov, star, fam, sources=["en"])
+    mine = flags[flags["database"] == "db"]
+    assert set(zip(mine["kind"], mine["language"])) == {("syntactic", "xx")}
+    assert correlation.flagged_by_database(flags)["db"] == {"syntactic": ["xx"]}
+    # without the sources argument both ends of the zero are flagged
+    both = correlation.placeholder_report(pre, cov, star, fam)
+    assert set(both.loc[both["database"] == "db", "language"]) == {"en", "xx"}
+
+    dist, impact, acc = _toy()
+    pairs = stats.pair_table(dist, impact, acc)
+    variant = dict(pooling="cls", metric="linear_cka")
+    eff = correlation.placeholder_effect(pairs, {"db": {"genetic": ["t00", "t01", "t02"]}}, variant, n_perm=99)
+    assert set(eff["x"]) == {"distance:genetic"} and set(eff["y"]) == {"impact", "accuracy"}
+    assert (eff["n_all"] == 14).all() and (eff["n_without"] == 11).all()
+    assert not np.allclose(eff["r_all"], eff["r_without"])

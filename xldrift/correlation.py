@@ -409,7 +409,7 @@ def findings(corr: pd.DataFrame, verdicts: pd.DataFrame, grid: pd.DataFrame, var
 
 # -- the paper's reading (sections 13-18) -------------------------------------------------
 def placeholder_report(pre_table: pd.DataFrame, pre_coverage: pd.DataFrame, pairs_all: pd.DataFrame,
-                       families: Mapping[str, str]) -> pd.DataFrame:
+                       families: Mapping[str, str], sources: Sequence[str] = ()) -> pd.DataFrame:
     """Placeholder rows (:func:`xldrift.precomputed.placeholders`) in every distance database.
 
     Args:
@@ -418,6 +418,10 @@ def placeholder_report(pre_table: pd.DataFrame, pre_coverage: pd.DataFrame, pair
         pre_coverage: :func:`xldrift.precomputed.coverage` for the task languages.
         pairs_all: a :func:`xldrift.typology.distance_table` frame (task codes).
         families: task code -> family (``languages.csv``), for ``pairs_all``.
+        sources: the source languages. Where ``pairs_all`` holds only pairs
+            with a source, a zero distance says nothing about the source's own
+            row (it has a distance to every language), so sources are not
+            flagged there; the partner is.
 
     Returns:
         ``database, kind, language, rule, detail, task_codes``: ``language`` in
@@ -431,6 +435,8 @@ def placeholder_report(pre_table: pd.DataFrame, pre_coverage: pd.DataFrame, pair
     parts = [pre.assign(database=precomputed.DATABASE, task_codes=pre["language"].map(users).fillna(""))]
     for db, g in pairs_all.groupby("database", sort=False):
         f = precomputed.placeholders(g, families)
+        if sources and (g["lang_a"].isin(sources) | g["lang_b"].isin(sources)).all():
+            f = f[~f["language"].isin(sources)]
         parts.append(f.assign(database=db, task_codes=f["language"]))
     cols = ["database", "kind", "language", "rule", "detail", "task_codes"]
     return pd.concat(parts, ignore_index=True)[cols]
@@ -485,3 +491,38 @@ def paper_findings(claims_paper: pd.DataFrame, verdicts: pd.DataFrame, steps: pd
     if task.empty:
         out.append("No task language has a placeholder row in any database.")
     return out
+
+
+def placeholder_effect(pairs: pd.DataFrame, flagged: Mapping[str, Mapping[str, Sequence[str]]],
+                       variant: Mapping[str, str], *, n_perm: int, seed: int = 0) -> pd.DataFrame:
+    """Each of our distance cells that a flagged language enters, with and without that language.
+
+    Args:
+        pairs: :func:`xldrift.stats.pair_table` of our reading.
+        flagged: database -> kind -> flagged task codes (databases not in
+            ``pairs`` are ignored).
+        variant: pooling and metric to report (distance vs impact); distance vs
+            accuracy is reported for every flagged kind.
+        n_perm, seed: as in :func:`xldrift.stats.correlation_table`.
+
+    Returns:
+        ``x, y, layer, database, method`` and for ``all`` and ``without``
+        (placeholder languages dropped) ``r``, ``p_perm`` and ``n``; empty if
+        nothing is flagged. ``p_perm`` is not family-adjusted here.
+    """
+    keys = ["x", "y", "layer", "database", "method"]
+    cols = keys + ["r_all", "p_perm_all", "n_all", "r_without", "p_perm_without", "n_without"]
+    parts = []
+    for db, kinds in flagged.items():
+        cells = pairs[(pairs["database"] == db) & pairs["x"].isin([f"distance:{k}" for k in kinds])]
+        cells = cells[(cells["y"] == "accuracy") | (cells["pooling"].eq(variant["pooling"])
+                                                    & cells["metric"].eq(variant["metric"]))]
+        if cells.empty:
+            continue
+        both = []
+        for name, g in (("all", cells), ("without", paper.drop_languages(cells, kinds, db))):
+            t = stats.correlation_table(g, methods=["pearson", "spearman"], partial=False, n_perm=n_perm, n_boot=0,
+                                        seed=seed)
+            both.append(t[keys + ["r", "p_perm", "n"]].rename(columns={c: f"{c}_{name}" for c in ("r", "p_perm", "n")}))
+        parts.append(both[0].merge(both[1], on=keys, how="left"))
+    return pd.concat(parts, ignore_index=True)[cols] if parts else pd.DataFrame(columns=cols)
