@@ -1,5 +1,8 @@
 # Two commands: `make study` (set up, build the embedded model, run the default
-# profile) and `make test` (set up, then the test suite). `make lab` opens JupyterLab.
+# profile: seconds when its committed run is current) and `make test` (set up, then the
+# test suite with the golden smoke run). `make reproduce` re-runs the default profile cold in
+# .reproduce/ and compares its tables with the committed ones; `make status` says which
+# published notebooks are current; `make lab` opens JupyterLab.
 SHELL := /bin/bash
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
@@ -7,7 +10,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PROFILE ?= default
 
-.PHONY: setup model study test test-fast lab bench clean-results
+.PHONY: setup model study reproduce status test test-fast lab bench
 
 setup: $(STAMP)
 
@@ -24,6 +27,12 @@ model: setup
 
 study: model
 	$(BIN)/python run_study.py --profile $(PROFILE)
+
+reproduce: model
+	$(BIN)/python run_study.py --profile $(PROFILE) --verify
+
+status: setup
+	$(BIN)/python run_study.py --status
 
 test: model
 	$(BIN)/python -m pytest -q tests

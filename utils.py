@@ -1,7 +1,10 @@
 """The notebooks' one import: ``import utils as U``.
 
-Re-exports the package API and adds what only notebooks need: parameter
-set-up, the navigation line, tidy table display and figure saving.
+Gives the package's modules as attributes (``U.drift``, ``U.stats``), each
+imported on first use, so that a notebook's kernel loads only the modules it
+uses (the runner records them: a change elsewhere leaves its executed copy
+current). Adds what only notebooks need: parameter set-up, the navigation
+line, tidy table display and figure saving.
 """
 
 from __future__ import annotations
@@ -25,9 +28,24 @@ ROOT = Path(__file__).resolve().parent
 if str(ROOT) not in sys.path:  # notebooks run from notebooks/
     sys.path.insert(0, str(ROOT))
 
-from xldrift import (  # noqa: E402
-    claims, classifier, correlation, data, drift, evaluate, extract, finetune, intervention, io, languages, metrics, models, paper, params, paths, plots, precomputed, pretraining, runner, setups, splits, stats, tokens, transfer, typology,
+import importlib  # noqa: E402
+
+from xldrift import io, params, paths  # noqa: E402
+
+MODULES = (
+    "claims", "classifier", "correlation", "data", "drift", "evaluate", "extract", "finetune", "intervention", "io",
+    "languages", "metrics", "models", "paper", "params", "paths", "plots", "precomputed", "pretraining", "setups",
+    "splits", "stats", "tokens", "transfer", "typology",
 )
+
+
+def __getattr__(name: str) -> types.ModuleType:
+    """``U.<module>`` imports ``xldrift.<module>`` on first use."""
+    if name in MODULES:
+        module = importlib.import_module(f"xldrift.{name}")
+        globals()[name] = module
+        return module
+    raise AttributeError(f"module 'utils' has no attribute {name!r}; package modules: {', '.join(MODULES)}")
 
 NOTEBOOK_TITLES = {
     "01": "Data",
@@ -93,8 +111,9 @@ def setup(number: str, namespace: dict[str, Any]) -> types.SimpleNamespace:
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", force=True)
     for noisy in ("transformers", "urllib3", "filelock", "httpx", "datasets", "numba", "matplotlib"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    declared = runner.notebook_parameters(_notebook_file(number))
+    declared = params.notebook_parameters(_notebook_file(number))
     values = params.validate({k: namespace[k] for k in declared})
+    _check_writable_profile(values["profile"])
     cfg = types.SimpleNamespace(**values)
     if "task" in values:
         cfg.targets = params.resolve_targets(values)
@@ -108,6 +127,23 @@ def setup(number: str, namespace: dict[str, Any]) -> types.SimpleNamespace:
     _record(cfg.results / "config.json", number, values)
     log(f"{number} · {NOTEBOOK_TITLES[number]}: profile {values['profile']}")
     return cfg
+
+
+SCRATCH_PROFILE = "lab"
+
+
+def _check_writable_profile(profile: str) -> None:
+    """Interactive runs write to a scratch profile; only the runner writes a published one.
+
+    A published profile is one with a ``profiles/<name>.yaml``; the runner marks its kernels with
+    ``XLDRIFT_RUNNER=1``.
+    """
+    if os.environ.get("XLDRIFT_RUNNER") != "1" and (ROOT / "profiles" / f"{profile}.yaml").is_file():
+        raise params.ParamError(
+            f"profile {profile!r} is published (profiles/{profile}.yaml); an interactive run writes to a scratch "
+            f"profile such as {SCRATCH_PROFILE!r} (git-ignored). To re-make {profile!r}, use "
+            f"`python run_study.py --profile {profile}`"
+        )
 
 
 def _record(path: Path, number: str, values: dict[str, Any]) -> None:

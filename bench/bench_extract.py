@@ -24,7 +24,6 @@ Run: ``python bench/bench_extract.py [n_items] [repeats]`` (prints JSON).
 
 from __future__ import annotations
 
-import csv
 import json
 import os
 import statistics
@@ -39,23 +38,17 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from xldrift import data  # noqa: E402
 from xldrift.extract import extract  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_cka import _cpu_name  # noqa: E402  (one CPU probe for every benchmark)
 
-XNLI_EN = Path(__file__).resolve().parents[2] / "shared" / "data" / "xnli" / "test-en.tsv"
-
-
-def xnli_pairs(n_items: int, path: Path = XNLI_EN) -> pd.DataFrame:
-    """The first ``n_items`` premise-hypothesis pairs of an XNLI test file."""
-    rows = []
-    with open(path, encoding="utf-8", newline="") as f:
-        for i, (premise, hypothesis, label) in enumerate(csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE)):
-            if i == n_items:
-                break
-            rows.append((i, premise, hypothesis, label))
-    return pd.DataFrame(rows, columns=["id", "text_a", "text_b", "label"])
+def xnli_pairs(n_items: int) -> pd.DataFrame:
+    """The first ``n_items`` premise-hypothesis pairs of the English XNLI test file (label names as strings)."""
+    df = data.load_split("xnli", "en", "test").head(n_items)
+    return pd.DataFrame({"id": df["id"], "text_a": df["text_a"], "text_b": df["text_b"],
+                         "label": [data.XNLI_LABELS[k] for k in df["label"]]})
 
 
 def paper_extract(model: torch.nn.Module, tokenizer: Any, df: pd.DataFrame, *, max_length: int = 128,

@@ -30,17 +30,18 @@ def counts(profile: str) -> dict:
 
     values, _ = runner.plan(profile, {}, None)
     p = SimpleNamespace(**values)
+    notebooks = set(runner.profile_notebooks(profile))
     targets = runner.params.resolve_targets(values)
     sources, seeds = len(p.source_languages), len(p.seeds)
     steps_per_run = math.ceil(p.n_train / p.batch_size) * p.epochs
     main = sources * seeds
     setup_runs = (len(setups.variants(p)) - 1) * main if p.compare_setups else 0
     per_condition = {"targeted": 1, "lowest": 1, "random": p.random_draws}
-    intervention = sum(per_condition[c] for c in p.conditions) * main
+    intervention = sum(per_condition[c] for c in p.conditions) * main if "06" in notebooks else 0
     runs = main + setup_runs + intervention
+    extract = (1 + main) * len(targets) * p.n_drift if "03" in notebooks else 0
     return {"profile": profile, "task": p.task, "targets": len(targets), "fine_tunings": runs,
-            "steps": runs * steps_per_run,
-            "eval_items": runs * len(targets) * p.n_eval, "extract_items": (1 + main) * len(targets) * p.n_drift}
+            "steps": runs * steps_per_run, "eval_items": runs * len(targets) * p.n_eval, "extract_items": extract}
 
 
 def mean_tokens(task: str, model: str = "e5-small-q4", split: str = "test") -> float:

@@ -95,6 +95,32 @@ def recorded_durations(profile: str) -> dict:
     return out
 
 
+def cold_run(profile: str) -> dict:
+    """The run that made a profile's committed executed copies: per-notebook time and share, if it started cold.
+
+    A run started cold when the runner found the cache empty (``cold_cache`` in each copy's record); only
+    then are the durations a cold-run time. Copies from different runs are not added up.
+    """
+    records = []
+    for nb in sorted((ROOT / "notebooks" / "executed" / profile).glob("0*.ipynb")):
+        meta = json.loads(nb.read_text())["metadata"].get("xldrift", {})
+        records.append((nb.stem, meta))
+    if not records:
+        return {}
+    started = {m.get("started") for _, m in records}
+    one_run = len(started) == 1
+    cold = one_run and all(m.get("cold_cache") for _, m in records)
+    durations = {name: m.get("duration_s") for name, m in records}
+    total = sum(d for d in durations.values() if d)
+    runs = _recorded_runs(profile)
+    ft_wall = sum(float(r.get("wall_seconds", 0)) for r in runs.values())
+    return {"profile": profile, "one_run": one_run, "cold": cold, "started": min(s for s in started if s),
+            "commit": records[0][1].get("commit"), "durations_s": durations, "total_s": round(total, 1),
+            "shares": {k: round(v / total, 3) for k, v in durations.items() if v} if total else {},
+            "finetune_runs": len(runs), "finetune_wall_s": round(ft_wall, 1),
+            "finetune_share": round(ft_wall / total, 3) if total else None}
+
+
 def _recorded_runs(profile: str) -> dict[str, dict]:
     """``{checkpoint: row}`` for each distinct fine-tuning the profile's committed results record."""
     import pandas as pd
@@ -144,6 +170,7 @@ def main() -> None:
         results["end_to_end"] = {"smoke": end_to_end("smoke"), "measured": stamp,
                                  "default_recorded": recorded_durations("default"),
                                  "full_recorded": recorded_durations("full")}
+    results["default_cold"] = cold_run("default")  # read from the committed run: recomputed every time
     rates = _recorded_rates("default")
     items_per_s = (results.get("extract") or {}).get("ours", {}).get("items_per_s")
     if rates and items_per_s:

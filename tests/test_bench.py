@@ -194,9 +194,11 @@ def test_projected_counts_match_what_the_default_run_recorded():
 
     rates = run_all._recorded_rates("default")
     c = bench_project.counts("default")
-    assert c["fine_tunings"] == len(rates) == 8  # 1 main + 3 intervention conditions + 4 setup variants
+    assert c["fine_tunings"] == len(rates) == 4  # 1 main + 3 intervention conditions; the setups are their own profile
     recorded = run_all.recorded_durations("default")["finetune"]["steps"]
     assert abs(c["steps"] - recorded) <= 0.02 * recorded  # items are drawn by premise group, so n_train is approximate
+    setups = bench_project.counts("setups")  # notebooks 01-02: the main run and 4 variants, nothing extracted
+    assert setups["fine_tunings"] == 5 and setups["extract_items"] == 0
     full = bench_project.counts("full")
     # 3 seeds x (1 main + targeted, lowest and one random draw); full leaves the setup comparison to default
     assert full["fine_tunings"] == 3 * (1 + 3) and full["targets"] == 15
@@ -296,3 +298,27 @@ def test_extraction_section_reads_what_the_benchmark_writes(tmp_path):
                   "fraction of peak per CPU second"):
         assert report.NA not in _row(text, label), label
     assert _row(text, "fraction of fp32 matmul peak (100.0 GFLOP/s)").rstrip(" |").endswith("met")  # 67% >= 60%
+
+
+def _executed(root, profile: str, records: list[dict]) -> None:
+    import json
+
+    d = root / "notebooks" / "executed" / profile
+    d.mkdir(parents=True)
+    for i, rec in enumerate(records, start=1):
+        (d / f"0{i}_nb.ipynb").write_text(json.dumps({"cells": [], "metadata": {"xldrift": rec}}))
+
+
+def test_cold_run_times_one_cold_run_and_refuses_a_mixture(tmp_path, monkeypatch):
+    import run_all
+
+    monkeypatch.setattr(run_all, "ROOT", tmp_path)
+    run = {"started": "2026-12-02T07:14:18", "cold_cache": True, "commit": "abcdef1"}
+    _executed(tmp_path, "default", [{**run, "duration_s": 30.0}, {**run, "duration_s": 90.0}])
+    sec = run_all.cold_run("default")
+    assert sec["cold"] and sec["total_s"] == 120.0 and sec["shares"] == {"01_nb": 0.25, "02_nb": 0.75}
+    text = report.default_cold(sec)
+    assert "measured 2.0 min (met)" in text and "| 02_nb | 90 s | 75% |" in text
+    _executed(tmp_path, "mixed", [{**run, "duration_s": 30.0}, {**run, "started": "later", "duration_s": 9.0}])
+    mixed = run_all.cold_run("mixed")
+    assert not mixed["cold"] and "more than one run" in report.default_cold(mixed)

@@ -127,3 +127,49 @@ def test_sib200_drift_items_from_three_files_have_unique_parallel_ids():
     # single-file roles keep their row ids
     ev = splits.items_for("sib200", "eng_Latn", items, "eval")
     assert ev["id"].tolist() == items[items["role"] == "eval"]["id"].tolist()
+
+
+def test_shipped_data_matches_its_manifest(monkeypatch):
+    """Every file under data/xnli and data/sib200 is listed in the manifest, and every listed file is intact."""
+    monkeypatch.delenv("XLDRIFT_DATA", raising=False)
+    listed = set(data.read_manifest())
+    on_disk = {p.relative_to(data.SHIPPED).as_posix() for task in data.TASKS
+               for p in (data.SHIPPED / task).rglob("*") if p.is_file()}
+    assert on_disk == listed, f"not in the manifest: {sorted(on_disk - listed)[:5]}; missing: {sorted(listed - on_disk)[:5]}"
+    assert len(listed) == 15 * 2 + 205 * 4  # XNLI dev/test x 15; SIB-200 train/dev/test/labels x 205
+    data.verify_manifest.cache_clear()
+    assert data.verify_manifest() == len(listed)
+    root, where = data.data_root("xnli")
+    assert root == data.SHIPPED and where.startswith("data/")
+
+
+def test_altered_shipped_file_is_named_with_both_digests(tmp_path):
+    root = tmp_path / "data"
+    rel = "xnli/dev-de.tsv.gz"
+    (root / "xnli").mkdir(parents=True)
+    (root / rel).write_bytes((data.SHIPPED / rel).read_bytes())
+    expected = data.read_manifest()[rel]
+    (root / data.MANIFEST.name).write_text(f"{expected}  {rel}\n")
+    assert data.verify_manifest(root=root) == 1
+    data.verify_manifest.cache_clear()
+    (root / rel).write_bytes((root / rel).read_bytes()[:-10])
+    with pytest.raises(data.DataError, match=rf"data/{rel} has been altered: SHA-256 expected {expected}, found [0-9a-f]{{64}}"):
+        data.verify_manifest(root=root)
+    data.verify_manifest.cache_clear()
+    (root / rel).unlink()
+    with pytest.raises(data.DataError, match=rf"data/{rel} is missing"):
+        data.verify_manifest(root=root)
+    data.verify_manifest.cache_clear()
+
+
+def test_compressed_and_plain_files_read_the_same(tmp_path, monkeypatch):
+    """A user folder in $XLDRIFT_DATA may hold plain TSVs; the shipped copy is gzip; both give one frame."""
+    shipped = data.load_split("sib200", "fin_Latn", "dev")
+    (tmp_path / "sib200" / "fin_Latn").mkdir(parents=True)
+    for split in ("dev", "test"):
+        plain = data._read_text(data.SHIPPED / "sib200" / "fin_Latn" / f"{split}.tsv.gz")
+        (tmp_path / "sib200" / "fin_Latn" / f"{split}.tsv").write_text(plain, encoding="utf-8")
+    monkeypatch.setenv("XLDRIFT_DATA", str(tmp_path))
+    data._load_cached.cache_clear()
+    assert data.load_split("sib200", "fin_Latn", "dev").equals(shipped)
+    assert data.available_languages("sib200") == ["fin_Latn"]

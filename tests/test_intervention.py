@@ -154,22 +154,6 @@ def test_baseline_config_reproduces_notebook_02_key(tmp_path):
         iv.baseline_config({**hp, "seed": 0}, source="en", seed=1, frozen_layers=(), fingerprint="fp")
 
 
-def test_merge_accuracy_replaces_rather_than_duplicates(tmp_path):
-    def rows(condition, layers, acc):
-        return pd.DataFrame([dict(model="m", task="xnli", source="en", target=t, seed=0, condition=condition,
-                                  accuracy=acc, n=10, frozen_layers=layers) for t in ("de", "sw")])
-
-    path = tmp_path / "accuracy.csv"
-    rows("full", "", 0.5).to_csv(path, index=False)
-    first = iv.merge_accuracy(iv.read_accuracy(path), pd.concat([rows("targeted", "3", 0.6), rows("random", "1", 0.4)]))
-    first.to_csv(path, index=False)
-    again = iv.merge_accuracy(iv.read_accuracy(path), rows("targeted", "3", 0.7))
-    assert len(again) == 6
-    assert again.loc[again["condition"] == "targeted", "accuracy"].tolist() == [0.7, 0.7]
-    assert iv.read_accuracy(path)["frozen_layers"].tolist() == ["", "", "3", "3", "1", "1"]
-    assert iv.read_accuracy(tmp_path / "absent.csv") is None
-
-
 def test_distance_to_source_reads_both_orders():
     d = pd.DataFrame([("en", "de", "genetic", "lang2vec", 0.3), ("sw", "en", "genetic", "lang2vec", 1.0),
                       ("en", "sw", "syntactic", "lang2vec", 0.6), ("de", "sw", "genetic", "lang2vec", 1.0)],

@@ -13,7 +13,10 @@ import pandas as pd
 import pytest
 
 import utils as U
-from xldrift import runner
+from xldrift import provenance, runner, verify
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import golden  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = runner.notebook_paths()
@@ -59,17 +62,36 @@ def test_smoke_profile_runs_the_whole_sequence(tmp_path):
     executed = sorted((out / "notebooks" / "executed" / "smoke").glob("*.ipynb"))
     assert [p.name[:2] for p in executed] == ["01", "02", "03", "04", "05", "06"]
     for p in executed:
-        meta = json.loads(p.read_text())["metadata"]["xldrift"]
-        assert meta["source_hash"] == runner.source_hash("smoke")
+        nb = json.loads(p.read_text())
+        meta = nb["metadata"]["xldrift"]
         assert meta["outputs"], f"{p.name} recorded no result or figure files"
-    # an unchanged second run finds every executed copy up to date and rewrites nothing
+        assert "utils" in meta["modules"] and all(m == "utils" or m.startswith("xldrift") for m in meta["modules"])
+        assert meta["data"] == ({"data/xnli": provenance.data_digest("xnli")} if p.name < "03" else meta["data"])
+        assert not any(provenance.BEGIN_TAG in json.dumps(c.get("metadata", {})) for c in nb["cells"]), \
+            "the injected provenance cells are removed from the executed copy"
+        counts = [c["execution_count"] for c in nb["cells"] if c["cell_type"] == "code"]
+        assert counts == list(range(1, len(counts) + 1)), f"{p.name}: execution counts {counts}"
+    records = {p.name[:2]: json.loads(p.read_text())["metadata"]["xldrift"] for p in executed}
+    # each notebook records the files it actually read: 05 reads 04's drift table, 01 reads no results
+    assert records["01"]["inputs"] == {}
+    assert "results/smoke/drift.csv" in records["05"]["inputs"]
+    assert "results/smoke/items.csv" in records["02"]["inputs"]
+    assert "xldrift.metrics" in records["04"]["modules"] and "xldrift.finetune" not in records["01"]["modules"]
+    # an unchanged second run finds every executed copy current, says so in one line and rewrites nothing
     before = {p: p.read_bytes() for p in executed}
     again = subprocess.run([sys.executable, str(ROOT / "run_study.py"), "--profile", "smoke"], cwd=ROOT, env=env,
                            capture_output=True, text=True, timeout=300)
     assert again.returncode == 0, again.stderr[-3000:]
-    assert again.stdout.count("up to date") == 6, again.stdout
+    assert "profile smoke: all 6 notebooks are current" in again.stdout, again.stdout
     assert {p: p.read_bytes() for p in executed} == before
     res = out / "results" / "smoke"
+    # the golden test: the numbers equal the committed reference tables (tests/golden.py says how closely)
+    report = verify.compare_dirs(res, golden.GOLDEN, golden.TOLERANCES, names=golden.TABLES)
+    moved = report[~report["status"].isin(["equal", "within tolerance"])]
+    assert moved.empty, (
+        "the smoke run's numbers moved from tests/golden/smoke/:\n" + moved.to_string(index=False) + "\nIf the change "
+        "is meant to move them, run `python tests/golden.py --refresh` in the same commit and name the published "
+        "profiles it makes stale (`python run_study.py --status`).")
     items = pd.read_csv(res / "items.csv")
     assert set(items["role"]) == {"train", "val", "eval", "drift"}
     for name, cols in {
@@ -86,6 +108,11 @@ def test_smoke_profile_runs_the_whole_sequence(tmp_path):
         assert len(df) > 0, name
     acc = pd.read_csv(res / "accuracy.csv")
     assert acc["accuracy"].between(0, 1).all()
+    assert (acc["n"] == 60).all() and set(acc["condition"]) == {"full"}, "02 alone writes accuracy.csv, n = n_eval"
+    assert set(pd.read_csv(res / "intervention.csv")["condition"]) >= {"full", "targeted", "lowest"}
+    cka = pd.read_csv(res / "drift.csv").query("metric == 'linear_cka'")["similarity"]
+    # 6 targets (the source too) x (12 [CLS] layers above the embeddings + 13 mean-pooled layers)
+    assert cka.between(-1e-6, 1 + 1e-6).all() and len(cka) == 6 * (12 + 13)
     assert set(acc["target"]) == {"en", "de", "ru", "ar", "sw", "zh"}
     drift = pd.read_csv(res / "drift.csv")
     assert drift["similarity"].notna().all()
@@ -105,24 +132,38 @@ def _committed_executed_copies() -> dict[str, list[Path]]:
     return by_profile
 
 
-def test_committed_executed_copies_are_current():
-    """Executed copies must come from the current code: re-run the profile after a change.
+def test_status_reports_every_committed_executed_copy_with_its_commit(capsys):
+    """Published runs are evidence of the commit that made them: --status names it for each notebook.
 
-    A profile still being run in pieces may have committed only the first notebooks of the
-    sequence (01..k); they must be current all the same.
+    Being stale is no failure (the code may have moved on since); an executed copy without a commit or
+    a profile file is.
     """
-    names = [nb.name for nb in NOTEBOOKS]
-    for profile, copies in sorted(_committed_executed_copies().items()):
+    copies = _committed_executed_copies()
+    rows = runner.status(sorted(copies))
+    by_key = {(r["profile"], r["notebook"]): r for r in rows}
+    for profile, files in copies.items():
         assert (ROOT / "profiles" / f"{profile}.yaml").is_file(), f"executed copies of unknown profile {profile}"
-        got = sorted(c.name for c in copies)
-        assert got == names[: len(got)], f"{profile}: executed copies {got} are not the start of the sequence {names}"
-        want = runner.source_hash(profile)
-        for c in copies:
-            meta = json.loads(c.read_text())["metadata"].get("xldrift", {})
-            assert meta.get("source_hash") == want, (
-                f"{c.relative_to(ROOT)} is stale (made from sources {meta.get('source_hash')}, now {want}): "
-                f"re-run `python run_study.py --profile {profile}` and commit the executed copies"
-            )
+        for f in files:
+            r = by_key[(profile, f.name[:2])]
+            assert r["state"] in ("current", "stale") and r["commit"] not in ("", "unknown"), r
+            assert (r["state"] == "stale") == bool(r["reason"]), r
+    assert runner.main(["--status"]) == 0
+    printed = capsys.readouterr().out.splitlines()
+    assert printed[0].split() == ["profile", "notebook", "state", "commit", "ran", "reason"]
+    assert len(printed) == 1 + sum(len(runner.profile_notebooks(p)) for p in copies)
+
+
+def test_an_interactive_run_cannot_write_a_published_profile(monkeypatch):
+    monkeypatch.delenv("XLDRIFT_RUNNER", raising=False)
+    for nb in NOTEBOOKS:
+        assert runner.notebook_parameters(nb)["profile"] == runner.SCRATCH_PROFILE, nb.name
+    assert not (ROOT / "profiles" / f"{runner.SCRATCH_PROFILE}.yaml").exists()
+    assert "results/lab/" in (ROOT / ".gitignore").read_text()
+    with pytest.raises(U.params.ParamError, match="profile 'default' is published"):
+        U._check_writable_profile("default")
+    U._check_writable_profile("lab")
+    monkeypatch.setenv("XLDRIFT_RUNNER", "1")
+    U._check_writable_profile("default")
 
 
 def test_committed_results_are_the_files_the_executed_copies_recorded():

@@ -117,3 +117,19 @@ def test_paper_column_is_recognised():
     text = "| claim | X (`full`) | X as the paper computes it (`full`) |\n| --- | --- | --- |\n| (a) x | mixed | supported |"
     assert claims_table(text)[0] == ["full", "full"]
     assert paper_columns(text) == [False, True]
+
+
+def test_readme_names_the_commit_each_published_profile_ran_at():
+    """Each published profile's executed copies record the commit they ran at; the README names it."""
+    import json
+
+    text = README.read_text()
+    for d in sorted((ROOT / "notebooks" / "executed").iterdir()):
+        copies = sorted(d.glob("0[0-9]_*.ipynb"))
+        if not copies:
+            continue
+        commits = {(json.loads(c.read_text())["metadata"].get("xldrift") or {}).get("commit", "") for c in copies}
+        for commit in sorted(commits):
+            short = commit.split("+")[0][:7]
+            assert short and re.search(rf"ran at commit `?{short}", text), (
+                f"README does not say that profile {d.name} ran at commit {short} ('ran at commit {short}')")

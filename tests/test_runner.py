@@ -52,8 +52,33 @@ def test_missing_data_folder(capsys, out, monkeypatch, tmp_path):
     assert code == 2 and "XLDRIFT_DATA" in err and not out.exists()
 
 
+def test_an_altered_data_file_stops_check_naming_it_and_both_digests(capsys, out, monkeypatch, tmp_path):
+    import shutil
+
+    from xldrift import data
+
+    monkeypatch.delenv("XLDRIFT_DATA", raising=False)
+    root = tmp_path / "data"
+    shutil.copytree(data.SHIPPED / "xnli", root / "xnli")
+    entries = {rel: d for rel, d in data.read_manifest().items() if rel.startswith("xnli/")}
+    (root / data.MANIFEST.name).write_text("".join(f"{d}  {rel}\n" for rel, d in entries.items()))
+    f = root / "xnli" / "test-de.tsv.gz"
+    blob = bytearray(f.read_bytes())
+    blob[len(blob) // 2] ^= 0xFF
+    f.write_bytes(bytes(blob))
+    monkeypatch.setattr(data, "SHIPPED", root)
+    data.verify_manifest.cache_clear()
+    try:
+        code, err = _run(capsys, "--profile", "smoke")
+    finally:
+        data.verify_manifest.cache_clear()
+    assert code == 2 and err.count("error:") == 1, err
+    assert f"data/xnli/test-de.tsv.gz has been altered: SHA-256 expected {entries['xnli/test-de.tsv.gz']}, found " in err
+    assert not out.exists()
+
+
 def test_valid_profiles_pass_validation(capsys, out):
-    for profile in ("smoke", "default", "full", "sib200", "sib200-lite"):
+    for profile in ("smoke", "default", "setups", "full", "sib200", "sib200-lite"):
         assert runner.main(["--profile", profile, "--check"]) == 0, capsys.readouterr().err
     assert not out.exists()
 
@@ -75,25 +100,16 @@ def test_profile_keys_are_declared_by_some_notebook():
         assert set(runner.load_profile(profile)) <= declared, profile
 
 
-def test_source_hash_changes_with_the_profile(tmp_path):
-    assert runner.source_hash("smoke") != runner.source_hash("default")
-    assert runner.source_hash("smoke") == runner.source_hash("smoke")
+def test_profiles_may_name_their_notebooks():
+    assert runner.profile_notebooks("setups") == ["01", "02"]
+    assert runner.profile_notebooks("default") == [nb.name[:2] for nb in runner.notebook_paths()]
+    values, nbs = runner.plan("setups", {}, None, check_model=False)
+    assert [nb.name[:2] for nb in nbs] == ["01", "02"] and values["compare_setups"] is True
+    with pytest.raises(params.ParamError, match="runs notebooks 01, 02 only"):
+        runner.plan("setups", {}, ["05"], check_model=False)
 
 
-# ---------------------------------------------------------------- skipping up-to-date notebooks
-def _copy(out, profile: str, name: str, nb_params: dict, outputs: dict | None, inputs: dict | None) -> None:
-    import json
-
-    rec = {"source_hash": runner.source_hash(profile), "parameters": nb_params}
-    if outputs is not None:
-        rec["outputs"] = outputs
-    if inputs is not None:
-        rec["inputs"] = inputs
-    d = out / "notebooks" / "executed" / profile
-    d.mkdir(parents=True, exist_ok=True)
-    (d / name).write_text(json.dumps({"cells": [], "metadata": {"xldrift": rec}}))
-
-
+# ---------------------------------------------------------------- staleness, per notebook
 def _write(out, rel: str, text: str) -> str:
     f = out / rel
     f.parent.mkdir(parents=True, exist_ok=True)
@@ -101,71 +117,143 @@ def _write(out, rel: str, text: str) -> str:
     return runner._digest(rel)
 
 
-def _smoke_plan(out):
-    values, nbs = runner.plan("smoke", {}, None)
-    per_nb = {nb.name: {k: v for k, v in values.items() if k in runner.notebook_parameters(nb)} for nb in nbs}
-    return values, nbs, per_nb
+def _smoke_plan():
+    values, nbs = runner.plan("smoke", {}, None, check_model=False)
+    return values, nbs, {nb.name: runner.nb_parameters(nb, values) for nb in nbs}
 
 
-def test_up_to_date_copies_are_recognised_and_every_change_makes_them_stale(out):
-    values, nbs, per = _smoke_plan(out)
-    first, second = nbs[0], nbs[1]
-    a = _write(out, "results/smoke/items.csv", "x\n1\n")
-    _copy(out, "smoke", first.name, per[first.name], {"results/smoke/items.csv": a}, {})
-    b = _write(out, "figures/smoke/loss.png", "png")
-    _copy(out, "smoke", second.name, per[second.name], {"figures/smoke/loss.png": b}, {"results/smoke/items.csv": a})
-    assert runner.staleness("smoke", first, per[first.name]) is None
-    assert runner.staleness("smoke", second, per[second.name]) is None
-
-    assert runner.staleness("smoke", first, {**per[first.name], "seeds": [7]}) == "parameters changed"
-    (out / "results/smoke/items.csv").write_text("x\n2\n")  # an upstream output changed
-    assert runner.staleness("smoke", first, per[first.name]) == "results/smoke/items.csv changed"
-    assert runner.staleness("smoke", second, per[second.name]) == "results/smoke/items.csv changed"
-    (out / "results/smoke/items.csv").write_text("x\n1\n")
-    (out / "figures/smoke/loss.png").unlink()
-    assert runner.staleness("smoke", second, per[second.name]) == "figures/smoke/loss.png missing"
-    _copy(out, "smoke", second.name, per[second.name], None, None)  # made before files were recorded
-    assert runner.staleness("smoke", second, per[second.name]) == "no record of its files"
-    assert runner.staleness("smoke", nbs[2], per[nbs[2].name]) == "no executed copy"
-    # a copy whose source hash is not the current one
+def _stamp(out, nb, nb_params, modules, reads, written) -> None:
+    """An executed copy of ``nb`` whose record says it imported ``modules``, read ``reads`` and wrote ``written``."""
     import json
 
-    f = out / "notebooks/executed/smoke" / first.name
-    nb = json.loads(f.read_text())
-    nb["metadata"]["xldrift"]["source_hash"] = "0" * 16
-    f.write_text(json.dumps(nb))
-    assert runner.staleness("smoke", first, per[first.name]) == "sources changed"
+    from xldrift import provenance
+
+    rec = provenance.record(nb, nb_params, modules, [str(out / r) for r in reads], written, "smoke")
+    d = out / "notebooks" / "executed" / "smoke"
+    d.mkdir(parents=True, exist_ok=True)
+    (d / nb.name).write_text(json.dumps({"cells": [], "metadata": {"xldrift": {"commit": "abc1234def", **rec}}}))
 
 
-def test_execute_skips_up_to_date_notebooks_and_runs_everything_after_a_stale_one(out, monkeypatch, capsys):
-    values, nbs, per = _smoke_plan(out)
-    for i, nb in enumerate(nbs):
-        rel = f"results/smoke/t{i}.csv"
-        digest = _write(out, rel, f"{i}\n")
-        ups = {f"results/smoke/t{j}.csv": runner._digest(f"results/smoke/t{j}.csv") for j in range(i)}
-        _copy(out, "smoke", nb.name, per[nb.name], {rel: digest}, ups)
-    ran: list[list[str]] = []
-    monkeypatch.setattr(runner, "_execute", lambda profile, v, todo: ran.append([n.name for n in todo]) or 0)
+def test_a_copy_is_stale_for_its_own_reasons_only(out, monkeypatch):
+    from xldrift import provenance
 
-    assert runner.execute("smoke", values, nbs) == 0
-    assert ran == [], "nothing changed, nothing runs"
-    assert capsys.readouterr().out.count("up to date") == len(nbs)
+    values, nbs, per = _smoke_plan()
+    first, fifth, sixth = nbs[0], nbs[4], nbs[5]
+    _write(out, "results/smoke/items.csv", "x\n1\n")
+    _stamp(out, first, per[first.name], ["utils", "xldrift.data"], [], ["results/smoke/items.csv"])
+    _write(out, "results/smoke/correlations.csv", "r\n0.5\n")
+    _write(out, "results/smoke/claims.csv", "c\na\n")
+    _stamp(out, fifth, per[fifth.name], ["utils", "xldrift.stats"], ["results/smoke/items.csv"],
+           ["results/smoke/correlations.csv", "results/smoke/claims.csv"])
+    _stamp(out, sixth, per[sixth.name], ["utils", "xldrift.intervention"], ["results/smoke/correlations.csv"], [])
+    assert [runner.staleness("smoke", nb, per[nb.name]) for nb in (first, fifth, sixth)] == [None, None, None]
+    assert runner.staleness("smoke", nbs[2], per[nbs[2].name]) == "no executed copy"
 
-    assert runner.execute("smoke", values, nbs, rerun=True) == 0
-    assert ran[-1] == [nb.name for nb in nbs]
+    # parameters: only the notebook that declares the changed one
+    assert runner.staleness("smoke", first, {**per[first.name], "n_eval": 7}) == "parameters changed: n_eval"
 
-    (out / "results/smoke/t2.csv").write_text("changed\n")  # notebook 03's own output
-    assert runner.execute("smoke", values, nbs) == 0
-    assert ran[-1] == [nb.name for nb in nbs[2:]], "03 and everything after it"
-
-
-def test_a_file_a_later_notebook_adds_to_is_re_recorded_for_the_notebooks_of_the_same_run(out):
-    values, nbs, per = _smoke_plan(out)
-    first, later = nbs[1], nbs[5]  # as 06 adds its rows to 02's accuracy.csv
-    acc = _write(out, "results/smoke/accuracy.csv", "full\n")
-    _copy(out, "smoke", first.name, per[first.name], {"results/smoke/accuracy.csv": acc}, {})
-    _write(out, "results/smoke/accuracy.csv", "full\ntargeted\n")
-    assert runner.staleness("smoke", first, per[first.name]) == "results/smoke/accuracy.csv changed"
-    runner._refresh([out / "notebooks/executed/smoke" / first.name])
+    # code: a module the notebook imported, named by its file; a module it never imported changes nothing
+    real = provenance.module_fingerprint
+    monkeypatch.setattr(provenance, "module_fingerprint", lambda m: "edited" if m == "xldrift.stats" else real(m))
+    assert runner.staleness("smoke", fifth, per[fifth.name]) == "code changed: xldrift/stats.py"
     assert runner.staleness("smoke", first, per[first.name]) is None
-    assert runner.staleness("smoke", later, per[later.name]) == "no executed copy"
+    assert runner.staleness("smoke", sixth, per[sixth.name]) is None
+    monkeypatch.setattr(provenance, "module_fingerprint", real)
+
+    # the notebook's own source: 05 changed re-runs 05, not 06
+    real_nb = provenance.notebook_fingerprint
+    monkeypatch.setattr(provenance, "notebook_fingerprint",
+                        lambda p: "edited" if p.name == fifth.name else real_nb(p))
+    assert runner.staleness("smoke", fifth, per[fifth.name]) == f"notebooks/{fifth.name} changed"
+    assert runner.staleness("smoke", sixth, per[sixth.name]) is None
+    monkeypatch.setattr(provenance, "notebook_fingerprint", real_nb)
+
+    # files: an input that changed, an output edited or removed since the run
+    _write(out, "results/smoke/correlations.csv", "r\n0.6\n")
+    assert runner.staleness("smoke", sixth, per[sixth.name]) == "input results/smoke/correlations.csv changed"
+    assert runner.staleness("smoke", fifth, per[fifth.name]) == "output results/smoke/correlations.csv changed since the run"
+    (out / "results/smoke/claims.csv").unlink()
+    _write(out, "results/smoke/correlations.csv", "r\n0.5\n")
+    assert runner.staleness("smoke", fifth, per[fifth.name]) == "output results/smoke/claims.csv missing"
+    assert runner.staleness("smoke", sixth, per[sixth.name]) is None  # 06 never read claims.csv
+
+
+def test_a_docstring_edit_keeps_the_fingerprint_and_a_code_edit_does_not(tmp_path, monkeypatch):
+    from xldrift import paths, provenance
+
+    pkg = tmp_path / "xldrift"
+    pkg.mkdir()
+    (pkg / "toy.py").write_text('"""Old words."""\n\ndef f(x):\n    """Old."""\n    return x + 1  # why\n')
+    monkeypatch.setattr(paths, "ROOT", tmp_path)
+    before = provenance.module_fingerprint("xldrift.toy")
+    (pkg / "toy.py").write_text('"""New words, longer."""\n\n\ndef f(x):\n    """New."""\n    return x + 1\n')
+    assert provenance.module_fingerprint("xldrift.toy") == before
+    (pkg / "toy.py").write_text('"""New words."""\n\ndef f(x):\n    return x + 2\n')
+    assert provenance.module_fingerprint("xldrift.toy") != before
+    (pkg / "toy.py").unlink()
+    assert provenance.module_fingerprint("xldrift.toy") is None
+
+
+def test_copies_from_the_earlier_runner_are_reported_stale_with_their_commit(out):
+    import json
+
+    values, nbs, per = _smoke_plan()
+    d = out / "notebooks" / "executed" / "smoke"
+    d.mkdir(parents=True)
+    (d / nbs[0].name).write_text(json.dumps({"cells": [], "metadata": {"xldrift": {
+        "source_hash": "0" * 16, "commit": "bd27a4a84fea54186963fd5f223ff8d6a7cf950b+dirty"}}}))
+    assert runner.staleness("smoke", nbs[0], per[nbs[0].name]) == \
+        "recorded before per-notebook tracking (ran at bd27a4a+dirty)"
+    rows = runner.status(["smoke"])
+    assert [(r["notebook"], r["state"], r["commit"]) for r in rows[:2]] == [("01", "stale", "bd27a4a+dirty"),
+                                                                           ("02", "stale", "unknown")]
+    assert rows[1]["reason"] == "no executed copy"
+
+
+def test_execute_judges_each_notebook_when_its_turn_comes(out, monkeypatch, capsys):
+    """05 re-runs and rewrites its outputs with the same bytes: 06, which reads them, stays current."""
+    values, nbs, per = _smoke_plan()
+    for i, nb in enumerate(nbs):
+        _write(out, f"results/smoke/t{i}.csv", f"{i}\n")
+        _stamp(out, nb, per[nb.name], ["utils"], [f"results/smoke/t{i - 1}.csv"] if i else [], [f"results/smoke/t{i}.csv"])
+    ran: list[str] = []
+    new_bytes: dict[str, str] = {}
+
+    infos: list[dict] = []
+
+    def fake_execute(profile, v, todo, run_info=None):
+        infos.append(run_info)
+        for nb in todo:
+            ran.append(nb.name)
+            i = nbs.index(nb)
+            _write(out, f"results/smoke/t{i}.csv", new_bytes.get(nb.name, f"{i}\n"))
+            _stamp(out, nb, per[nb.name], ["utils"], [f"results/smoke/t{i - 1}.csv"] if i else [],
+                   [f"results/smoke/t{i}.csv"])
+        return 0
+
+    monkeypatch.setattr(runner, "_execute", fake_execute)
+    assert runner.execute("smoke", values, nbs) == 0
+    assert ran == [] and "all 6 notebooks are current (made at commit abc1234)" in capsys.readouterr().out
+
+    (out / "results/smoke/t3.csv").write_text("edited by hand\n")  # 04's output: 04 re-runs (same bytes), 05 not
+    assert runner.execute("smoke", values, nbs) == 0
+    assert ran == [nbs[3].name]
+    printed = capsys.readouterr().out
+    assert "04_drift.ipynb: to run (output results/smoke/t3.csv changed since the run)" in printed
+    assert "05_correlation.ipynb: current, skipped" in printed
+
+    # 02's output edited: 02 re-runs and, as if its code had changed, writes new bytes; 03 reads them and
+    # re-runs, writing the bytes it wrote before, so 04 onwards stay current
+    (out / "results/smoke/t1.csv").write_text("edited\n")
+    new_bytes[nbs[1].name] = "new\n"
+    ran.clear()
+    assert runner.execute("smoke", values, nbs) == 0
+    assert ran == [nbs[1].name, nbs[2].name]
+    assert "03_extract.ipynb: to run (input results/smoke/t1.csv changed)" in capsys.readouterr().out
+
+    ran.clear()
+    infos.clear()
+    assert runner.execute("smoke", values, nbs, rerun=True) == 0
+    assert ran == [nb.name for nb in nbs]
+    # one run, one record: every notebook of it carries the same commit, start time and cache state
+    assert len(infos) == 6 and all(i is infos[0] for i in infos) and {"commit", "started", "cold_cache"} <= set(infos[0])

@@ -9,15 +9,21 @@ A split of one language is a DataFrame with columns
     label  int  XNLI 0/1/2 = entailment/neutral/contradiction; SIB-200 0..6
 
 Sources are tried in this order (the first that has the files wins, and the
-choice is logged): ``$XLDRIFT_DATA`` (an error if set but missing), the
-repository's ``data/``, the offline mirror ``../shared/data`` beside the
-repository, then the Hugging Face Hub (``facebook/xnli``, ``Davlan/sib200``).
+choice is logged): ``$XLDRIFT_DATA`` (an error if set but missing), the copy
+shipped in the repository's ``data/``, then the Hugging Face Hub
+(``facebook/xnli``, ``Davlan/sib200``). A local file may be plain
+(``test-en.tsv``) or gzip-compressed (``test-en.tsv.gz``); the shipped copy is
+compressed and checked against ``data/MANIFEST.sha256`` before it is read
+(:func:`verify_manifest`), so an altered file stops a run before any heavy work.
 """
 
 from __future__ import annotations
 
 import csv
 import functools
+import gzip
+import hashlib
+import io
 import logging
 import os
 from pathlib import Path
@@ -40,8 +46,61 @@ HUB_IDS = {"xnli": "facebook/xnli", "sib200": "Davlan/sib200"}
 HUB_SPLITS = {"dev": "validation", "test": "test", "train": "train"}
 
 
+SHIPPED = ROOT / "data"
+MANIFEST = SHIPPED / "MANIFEST.sha256"
+
+
 class DataError(ValueError):
     """Missing, truncated or non-parallel task data."""
+
+
+def read_manifest(path: Path | None = None) -> dict[str, str]:
+    """``{path relative to data/: SHA-256}`` from a ``sha256sum``-format manifest (default: the shipped one)."""
+    path = SHIPPED / MANIFEST.name if path is None else path
+    out = {}
+    for line in path.read_text().splitlines():
+        if line.strip():
+            digest, rel = line.split(maxsplit=1)
+            out[rel.strip()] = digest
+    return out
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+@functools.lru_cache(maxsize=4)
+def verify_manifest(task: str | None = None, root: Path | None = None) -> int:
+    """Check the shipped data files against ``MANIFEST.sha256``; return how many were checked.
+
+    Hashes each file once per process (about 0.1 s for all 850 files).
+
+    Args:
+        task: check only ``<task>/`` files, or every file when None.
+
+    Raises:
+        DataError: naming the first missing or altered file with its expected and found digests.
+    """
+    root = SHIPPED if root is None else root
+    expected = read_manifest(root / MANIFEST.name)
+    checked = 0
+    for rel, digest in sorted(expected.items()):
+        if task is not None and not rel.startswith(f"{task}/"):
+            continue
+        f = root / rel
+        if not f.is_file():
+            raise DataError(f"data/{rel} is missing (listed in data/{MANIFEST.name} with SHA-256 {digest}); "
+                            "restore it with `git checkout -- data/`")
+        found = _sha256(f)
+        if found != digest:
+            raise DataError(f"data/{rel} has been altered: SHA-256 expected {digest}, found {found}; "
+                            "restore it with `git checkout -- data/`")
+        checked += 1
+    return checked
 
 
 def labels(task: str) -> tuple[str, ...]:
@@ -74,12 +133,12 @@ def data_root(task: str) -> tuple[Path | None, str]:
         if not _has_task(root, task):
             raise DataError(
                 f"XLDRIFT_DATA={env} does not contain a '{task}/' folder; "
-                f"unset it to use data/ or ../shared/data, or point it at a folder holding {task}/"
+                f"unset it to use the shipped copy in data/, or point it at a folder holding {task}/"
             )
         return root, f"$XLDRIFT_DATA ({root})"
-    for root, what in ((ROOT / "data", "data/"), (ROOT.parent / "shared" / "data", "offline mirror")):
-        if _has_task(root, task):
-            return root, f"{what} ({root.resolve()})"
+    if _has_task(SHIPPED, task):
+        verify_manifest(task, SHIPPED)
+        return SHIPPED, f"data/ ({SHIPPED.resolve()})"
     return None, f"Hugging Face Hub ({HUB_IDS[task]})"
 
 
@@ -89,24 +148,46 @@ def available_languages(task: str) -> list[str]:
     if task == "xnli":
         if root is None:
             return sorted(XNLI_LANGUAGES)
-        return sorted(p.stem.split("-", 1)[1] for p in (root / "xnli").glob("test-*.tsv"))
+        return sorted({p.name.split(".")[0].split("-", 1)[1] for p in (root / "xnli").glob("test-*.tsv*")})
     if root is None:
-        raise DataError("listing SIB-200 languages needs a local copy (set XLDRIFT_DATA)")
-    return sorted(p.name for p in (root / "sib200").iterdir() if (p / "test.tsv").is_file())
+        raise DataError("listing SIB-200 languages needs a local copy (data/sib200 or XLDRIFT_DATA)")
+    return sorted(p.name for p in (root / "sib200").iterdir() if _existing(p / "test.tsv") is not None)
+
+
+def _existing(path: Path) -> Path | None:
+    """``path`` or its ``.gz`` sibling, whichever exists (plain first)."""
+    for p in (path, path.with_name(path.name + ".gz")):
+        if p.is_file():
+            return p
+    return None
 
 
 def data_file(task: str, lang: str, split: str) -> Path | None:
-    """The local file holding ``(task, lang, split)``, or None for the Hub."""
+    """The local file holding ``(task, lang, split)`` (plain or ``.gz``), or None for the Hub."""
     root, _ = data_root(task)
     if root is None:
         return None
-    return root / "xnli" / f"{split}-{lang}.tsv" if task == "xnli" else root / "sib200" / lang / f"{split}.tsv"
+    plain = root / "xnli" / f"{split}-{lang}.tsv" if task == "xnli" else root / "sib200" / lang / f"{split}.tsv"
+    return _existing(plain) or plain
+
+
+def _read_text(path: Path) -> str:
+    raw = path.read_bytes()
+    if path.suffix == ".gz":
+        try:
+            raw = gzip.decompress(raw)
+        except (OSError, EOFError) as e:
+            raise DataError(f"{path}: not a readable gzip file ({e})") from None
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise DataError(f"{path}: not UTF-8 text (byte {e.start}: {e.reason})") from None
 
 
 def _read_tsv(path: Path, n_fields: int, header: bool) -> list[list[str]]:
     if not path.is_file():
         raise DataError(f"missing data file: {path}")
-    with path.open(encoding="utf-8", newline="") as f:
+    with io.StringIO(_read_text(path), newline="") as f:
         rows = list(csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE))
     if header:
         rows = rows[1:]

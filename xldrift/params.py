@@ -9,8 +9,11 @@ wrong and what is valid.
 
 from __future__ import annotations
 
+import ast
 import dataclasses
 import difflib
+import json
+from pathlib import Path
 from typing import Any, Callable
 
 from xldrift import data
@@ -23,6 +26,24 @@ DATABASES = ("lang2vec", "urielplus")
 
 class ParamError(ValueError):
     """A parameter is unknown, of the wrong type or out of range."""
+
+
+def notebook_parameters(path: Path) -> dict[str, Any]:
+    """Names and default values of the cell tagged ``parameters`` in the notebook ``path``.
+
+    Raises:
+        ValueError: no such cell, or a value that is not a plain literal.
+    """
+    nb = json.loads(Path(path).read_text())
+    cells = [c for c in nb["cells"] if "parameters" in c.get("metadata", {}).get("tags", [])]
+    if len(cells) != 1:
+        raise ValueError(f"{Path(path).name}: expected one cell tagged 'parameters', found {len(cells)}")
+    out: dict[str, Any] = {}
+    for node in ast.parse("".join(cells[0]["source"])).body:
+        if not (isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name)):
+            raise ValueError(f"{Path(path).name}: the parameters cell may only hold 'name = literal' lines")
+        out[node.targets[0].id] = ast.literal_eval(node.value)
+    return out
 
 
 @dataclasses.dataclass(frozen=True)

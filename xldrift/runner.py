@@ -5,23 +5,28 @@ a thin front end to :func:`main`. Validation happens before anything is
 executed or written; a failing notebook stops the run with the notebook and
 cell named and its partially executed copy kept as ``<name>.FAILED.ipynb``.
 
-Like ``make``, the runner skips a notebook whose executed copy is up to date
-(:func:`staleness`): made from the same sources and parameters, with the
-result and figure files it wrote, and the upstream files it could have read,
-unchanged since. ``--rerun`` executes regardless (each notebook still reads
-the fine-tunings, predictions and representations it finds in the cache).
+Like ``make``, the runner skips a notebook whose executed copy is current
+(:func:`xldrift.provenance.staleness`): its own notebook, the package modules
+its kernel imported, its parameters, the files it read and the task data are
+as they were when it ran, and the files it wrote are unchanged since. Each
+notebook is judged when its turn comes, so a notebook re-runs only if
+something it uses changed. ``--rerun`` executes regardless (each notebook
+still reads the fine-tunings, predictions and representations it finds in
+the cache). ``--status`` reports, per profile and notebook, current or stale
+and why; ``--verify`` re-runs a profile cold into a scratch folder and
+compares its tables with the committed ones (:mod:`xldrift.verify`).
 """
 
 from __future__ import annotations
 
 import argparse
-import ast
 import datetime as dt
 import difflib
 import hashlib
 import json
 import logging
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -30,7 +35,7 @@ from typing import Any
 
 import yaml
 
-from xldrift import io, params, paths
+from xldrift import io, params, paths, provenance
 
 log = logging.getLogger(__name__)
 
@@ -44,23 +49,8 @@ def notebook_paths() -> list[Path]:
     return sorted(NOTEBOOKS.glob("0[0-9]_*.ipynb"))
 
 
-def notebook_parameters(path: Path) -> dict[str, Any]:
-    """Names and default values of the cell tagged ``parameters`` in ``path``.
-
-    Raises:
-        ValueError: no such cell, or a value that is not a plain literal.
-    """
-    nb = json.loads(path.read_text())
-    cells = [c for c in nb["cells"] if "parameters" in c.get("metadata", {}).get("tags", [])]
-    if len(cells) != 1:
-        raise ValueError(f"{path.name}: expected one cell tagged 'parameters', found {len(cells)}")
-    src = "".join(cells[0]["source"])
-    out: dict[str, Any] = {}
-    for node in ast.parse(src).body:
-        if not (isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name)):
-            raise ValueError(f"{path.name}: the parameters cell may only hold 'name = literal' lines")
-        out[node.targets[0].id] = ast.literal_eval(node.value)
-    return out
+notebook_parameters = params.notebook_parameters
+SCRATCH_PROFILE = "lab"  # what an interactive run writes to (git-ignored); never a profile file
 
 
 def available_profiles() -> list[str]:
@@ -68,11 +58,30 @@ def available_profiles() -> list[str]:
 
 
 def load_profile(name: str) -> dict[str, Any]:
-    """The parameters of ``profiles/<name>.yaml``."""
+    """The parameters of ``profiles/<name>.yaml`` (without its ``notebooks`` list, see :func:`profile_notebooks`)."""
+    values = _profile_file(name)
+    values.pop("notebooks", None)
+    return values
+
+
+def _profile_file(name: str) -> dict[str, Any]:
     f = PROFILES / f"{name}.yaml"
     if not f.is_file():
         raise params.ParamError(f"unknown profile {name!r}; available: {', '.join(available_profiles())}")
     return yaml.safe_load(f.read_text()) or {}
+
+
+def profile_notebooks(name: str) -> list[str]:
+    """The notebook numbers a profile runs: its ``notebooks:`` list, or every notebook."""
+    listed = _profile_file(name).get("notebooks")
+    every = [nb.name[:2] for nb in notebook_paths()]
+    if listed is None:
+        return every
+    listed = [f"{int(x):02d}" if isinstance(x, int) else str(x) for x in listed]
+    bad = [x for x in listed if x not in every]
+    if bad:
+        raise params.ParamError(f"profiles/{name}.yaml: unknown notebook(s) {bad} in 'notebooks'; valid: {', '.join(every)}")
+    return listed
 
 
 def parse_sets(items: list[str]) -> dict[str, Any]:
@@ -89,27 +98,6 @@ def parse_sets(items: list[str]) -> dict[str, Any]:
     return out
 
 
-def source_hash(profile: str) -> str:
-    """Hash of everything that determines an executed copy's content.
-
-    Covers the notebooks' cell sources and tags (not their metadata), the
-    package, ``utils.py``, the runner and the profile file.
-    """
-    h = hashlib.sha256()
-    for nb in notebook_paths():
-        cells = json.loads(nb.read_text())["cells"]
-        h.update(nb.name.encode())
-        for c in cells:
-            h.update(c["cell_type"].encode() + "".join(c["source"]).encode())
-            h.update(json.dumps(c.get("metadata", {}).get("tags", [])).encode())
-    files = sorted((paths.ROOT / "xldrift").glob("*.py")) + [paths.ROOT / "utils.py", paths.ROOT / "run_study.py"]
-    files.append(PROFILES / f"{profile}.yaml")
-    for f in files:
-        if f.is_file():
-            h.update(f.name.encode() + f.read_bytes())
-    return h.hexdigest()[:16]
-
-
 def git_commit() -> str:
     try:
         sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=paths.ROOT, capture_output=True, text=True, check=True)
@@ -120,7 +108,8 @@ def git_commit() -> str:
         return "unknown"
 
 
-def plan(profile: str, sets: dict[str, Any], only: list[str] | None) -> tuple[dict[str, Any], list[Path]]:
+def plan(profile: str, sets: dict[str, Any], only: list[str] | None, *,
+         check_model: bool = True) -> tuple[dict[str, Any], list[Path]]:
     """Merge notebook defaults, the profile and overrides; validate everything.
 
     Returns:
@@ -146,13 +135,19 @@ def plan(profile: str, sets: dict[str, Any], only: list[str] | None) -> tuple[di
             merged[k] = v
     merged["profile"] = profile
     merged = params.validate(merged)
+    known = {nb.name[:2]: nb for nb in nbs}
+    selected = profile_notebooks(profile)
     if only:
-        known = {nb.name[:2]: nb for nb in nbs}
         bad = [o for o in only if o not in known]
         if bad:
             raise params.ParamError(f"--only: unknown notebook(s) {bad}; valid: {', '.join(known)}")
-        nbs = [known[o] for o in sorted(set(only))]
-    _check_model(merged["model"])
+        outside = [o for o in only if o not in selected]
+        if outside:
+            raise params.ParamError(f"--only: profile {profile} runs notebooks {', '.join(selected)} only, not {outside}")
+        selected = sorted(set(only))
+    nbs = [known[o] for o in selected]
+    if check_model:
+        _check_model(merged["model"])
     return merged, nbs
 
 
@@ -183,149 +178,182 @@ def _output_files(profile: str) -> dict[str, tuple[int, int]]:
     for d in (paths.results_dir(profile), paths.figures_dir(profile)):
         if d.is_dir():
             for f in sorted(d.rglob("*")):
-                if f.is_file() and f.name != "config.json":
+                if f.is_file() and f.name != "config.json" and not f.name.startswith(".tmp-"):
                     st = f.stat()
                     out[f.relative_to(paths.out_root()).as_posix()] = (st.st_mtime_ns, st.st_size)
     return out
 
 
 def _digest(rel: str) -> str | None:
-    f = paths.out_root() / rel
-    return hashlib.sha256(f.read_bytes()).hexdigest()[:16] if f.is_file() else None
+    return provenance.file_digest(paths.out_root() / rel)
 
 
-def _record(executed: Path) -> dict[str, Any] | None:
-    """The ``xldrift`` metadata of an executed copy, or None if there is none readable."""
-    try:
-        return json.loads(executed.read_text())["metadata"].get("xldrift")
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-
-
-def _upstream_outputs(out_dir: Path, nb: Path) -> list[str]:
-    """Files recorded as written by the executed copies of the notebooks before ``nb``."""
-    files: set[str] = set()
-    for other in sorted(out_dir.glob("0[0-9]_*.ipynb")):
-        if other.name < nb.name and ".FAILED." not in other.name:
-            files.update((_record(other) or {}).get("outputs", {}))
-    return sorted(files)
+def nb_parameters(nb: Path, values: dict[str, Any]) -> dict[str, Any]:
+    """The subset of ``values`` that notebook ``nb`` declares."""
+    declared = notebook_parameters(nb)
+    return {k: v for k, v in values.items() if k in declared}
 
 
 def staleness(profile: str, nb: Path, nb_params: dict[str, Any]) -> str | None:
-    """Why ``nb``'s executed copy must be (re)made, or None when it is up to date.
-
-    Up to date means: the copy exists and records the current
-    :func:`source_hash`, the same parameters, and the files it wrote and the
-    upstream notebooks' files it could read, each still there with the SHA-256
-    it had when the run that made the copy last completed a notebook. Copies
-    made before files were recorded are stale.
-    """
-    rec = _record(paths.executed_dir(profile) / nb.name)
-    if rec is None:
-        return "no executed copy"
-    if rec.get("source_hash") != source_hash(profile):
-        return "sources changed"
-    if rec.get("parameters") != json.loads(json.dumps(nb_params)):
-        return "parameters changed"
-    if "outputs" not in rec or "inputs" not in rec:
-        return "no record of its files"
-    for kind in ("outputs", "inputs"):
-        for rel, digest in rec[kind].items():
-            now = _digest(rel)
-            if now != digest:
-                return f"{rel} {'missing' if now is None else 'changed'}"
-    if sorted(rec["inputs"]) != _upstream_outputs(paths.executed_dir(profile), nb):
-        return "upstream files changed"
-    return None
+    """Why ``nb``'s executed copy in ``profile`` must be (re)made, or None when it is current."""
+    return provenance.staleness(paths.executed_dir(profile) / nb.name, nb, nb_params)
 
 
 def execute(profile: str, values: dict[str, Any], notebooks: list[Path], *, rerun: bool = False) -> int:
-    """Execute ``notebooks`` in order, skipping up-to-date ones unless ``rerun``; return an exit code.
+    """Execute the stale ``notebooks`` in order (all of them with ``rerun``); return an exit code.
 
-    Once a notebook runs, every later one runs too: its inputs may have changed.
+    Each notebook is judged when its turn comes, after the earlier ones ran: a notebook whose
+    inputs an earlier one rewrote with the same bytes stays current.
     """
-    pending: list[Path] = []
-    for nb in notebooks:
-        declared = notebook_parameters(nb)
-        nb_params = {k: v for k, v in values.items() if k in declared}
-        why = ("--rerun" if rerun else "an earlier notebook runs" if pending
-               else staleness(profile, nb, nb_params))
-        if why is None:
-            print(f"{nb.name}: up to date (same sources, parameters and files), skipped; --rerun to execute it")
-        else:
-            print(f"{nb.name}: to run ({why})")
-            pending.append(nb)
-    if not pending:
+    judged = [] if rerun else [(nb, staleness(profile, nb, nb_parameters(nb, values))) for nb in notebooks]
+    if judged and all(why is None for _, why in judged):
+        commits = sorted({provenance.short_commit((provenance.read_record(paths.executed_dir(profile) / nb.name) or {})
+                                                  .get("commit")) for nb in notebooks})
+        print(f"profile {profile}: all {len(notebooks)} notebooks are current (made at commit {', '.join(commits)}); "
+              f"`make reproduce` (run_study.py --profile {profile} --verify) re-runs it cold in a scratch folder "
+              "and compares the numbers, --rerun executes it here")
         return 0
-    return _execute(profile, values, pending)
+    run_info: dict[str, Any] | None = None  # one record of the run, taken when its first notebook starts
+    for nb in notebooks:
+        why = "--rerun" if rerun else staleness(profile, nb, nb_parameters(nb, values))
+        if why is None:
+            print(f"{nb.name}: current, skipped")
+            continue
+        print(f"{nb.name}: to run ({why})")
+        if run_info is None:
+            run_info = _run_info(profile, values)
+        code = _execute(profile, values, [nb], run_info)
+        if code:
+            return code
+    return 0
 
 
-def _execute(profile: str, values: dict[str, Any], notebooks: list[Path]) -> int:
+def _with_record_cells(nb_path: Path, dest: Path) -> None:
+    """Write a copy of ``nb_path`` with the provenance cells injected first and last."""
+    nb = json.loads(nb_path.read_text())
+
+    def cell(source: str, tag: str) -> dict[str, Any]:
+        return {"cell_type": "code", "execution_count": None, "id": tag, "metadata": {"tags": [tag]}, "outputs": [],
+                "source": source.splitlines(keepends=True)}
+
+    nb["cells"] = [cell(provenance.BEGIN_SOURCE, provenance.BEGIN_TAG), *nb["cells"],
+                   cell(provenance.END_SOURCE, provenance.END_TAG)]
+    dest.write_text(json.dumps(nb, indent=1, ensure_ascii=False))
+
+
+def _without_record_cells(nb: dict[str, Any]) -> dict[str, list[str]]:
+    """Remove the injected cells from an executed notebook (in place); return what the last one reported."""
+    tags = lambda c: c.get("metadata", {}).get("tags", [])  # noqa: E731
+    end = [c for c in nb["cells"] if provenance.END_TAG in tags(c)]
+    report = provenance.parse_end_output(end[0]["outputs"]) if end else {"modules": [], "reads": []}
+    nb["cells"] = [c for c in nb["cells"] if not {provenance.BEGIN_TAG, provenance.END_TAG} & set(tags(c))]
+    for c in nb["cells"]:  # the injected first cell took execution count 1
+        if c["cell_type"] == "code" and c.get("execution_count"):
+            c["execution_count"] -= 1
+            for o in c.get("outputs", []):
+                if o.get("execution_count"):
+                    o["execution_count"] -= 1
+    return report
+
+
+def _cache_is_empty() -> bool:
+    """True when the cache holds no model, checkpoint, prediction or representation yet (a cold run)."""
+    folders = (paths.models_cache(), paths.checkpoints_cache(), paths.evaluations_cache(), paths.representations_cache())
+    return not any(d.is_dir() and any(d.iterdir()) for d in folders)
+
+
+def _run_info(profile: str, values: dict[str, Any]) -> dict[str, Any]:
+    """What every executed copy of one runner invocation records alike; written to ``config.json`` too."""
+    info = {"profile": profile, "commit": git_commit(), "cold_cache": _cache_is_empty(),
+            "python": sys.version.split()[0], "started": dt.datetime.now().isoformat(timespec="seconds")}
+    io.write_json({**info, "parameters": values}, paths.results_dir(profile) / "config.json")
+    return info
+
+
+def _execute(profile: str, values: dict[str, Any], notebooks: list[Path], run_info: dict[str, Any] | None = None) -> int:
     import papermill as pm
 
     out_dir = paths.executed_dir(profile)
     out_dir.mkdir(parents=True, exist_ok=True)
     os.environ["XLDRIFT_HEADLESS"] = "1"
+    os.environ["XLDRIFT_RUNNER"] = "1"  # lets the notebooks write a published profile
     # the kernel runs in notebooks/; utils.py and the package live in the repository root
     os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(paths.ROOT), os.environ.get("PYTHONPATH")]))
-    run_info = {"profile": profile, "commit": git_commit(), "source_hash": source_hash(profile),
-                "python": sys.version.split()[0], "started": dt.datetime.now().isoformat(timespec="seconds")}
-    io.write_json({**run_info, "parameters": values}, paths.results_dir(profile) / "config.json")
-    done: list[Path] = []
+    run_info = run_info or _run_info(profile, values)
     for nb in notebooks:
-        declared = notebook_parameters(nb)
-        nb_params = {k: v for k, v in values.items() if k in declared}
+        nb_params = nb_parameters(nb, values)
         target = out_dir / nb.name
         failed = out_dir / nb.name.replace(".ipynb", ".FAILED.ipynb")
         t0 = time.time()
         print(f"[{dt.datetime.now():%H:%M:%S}] {nb.name}: running", flush=True)
-        inputs = {rel: _digest(rel) for rel in _upstream_outputs(out_dir, nb)}
         before = _output_files(profile)
-        tmp = out_dir / f".tmp-{nb.name}"
+        src = out_dir / f".tmp-{os.getpid()}-src-{nb.name}"
+        tmp = out_dir / f".tmp-{os.getpid()}-{nb.name}"
+        _with_record_cells(nb, src)
         try:
             pm.execute_notebook(
-                str(nb), str(tmp), parameters=nb_params, kernel_name=KERNEL, cwd=str(NOTEBOOKS),
+                str(src), str(tmp), parameters=nb_params, kernel_name=KERNEL, cwd=str(NOTEBOOKS),
                 progress_bar=False, log_output=False, report_mode=False,
             )
         except pm.PapermillExecutionError as e:
-            tmp.replace(failed)
-            print(f"FAILED: {nb.name}, cell {e.cell_index} (execution count {e.exec_count}): "
+            executed = json.loads(tmp.read_text())
+            _without_record_cells(executed)
+            failed.write_text(json.dumps(executed, indent=1, ensure_ascii=False) + "\n")
+            tmp.unlink(missing_ok=True)
+            print(f"FAILED: {nb.name}, cell {e.cell_index - 1} (execution count {e.exec_count - 1}): "
                   f"{e.ename}: {e.evalue}\npartial copy kept at {failed}", file=sys.stderr)
             return 1
         except BaseException:
             tmp.unlink(missing_ok=True)
             raise
+        finally:
+            src.unlink(missing_ok=True)
         written = [rel for rel, stat in _output_files(profile).items() if before.get(rel) != stat]
-        meta = json.loads(tmp.read_text())
-        meta["metadata"]["xldrift"] = {**run_info, "parameters": nb_params, "duration_s": round(time.time() - t0, 1),
-                                       "outputs": {rel: _digest(rel) for rel in written},
-                                       "inputs": inputs}
-        tmp.write_text(json.dumps(meta, indent=1, ensure_ascii=False) + "\n")
+        executed = json.loads(tmp.read_text())
+        report = _without_record_cells(executed)
+        rec = provenance.record(nb, nb_params, report["modules"], report["reads"], written, profile)
+        executed["metadata"]["xldrift"] = {**run_info, **rec, "duration_s": round(time.time() - t0, 1)}
+        tmp.write_text(json.dumps(executed, indent=1, ensure_ascii=False) + "\n")
         _relink(tmp)
         os.replace(tmp, target)
         if failed.exists():
             failed.unlink()
-        done.append(target)
-        _refresh(done)
         print(f"[{dt.datetime.now():%H:%M:%S}] {nb.name}: done in {time.time() - t0:.0f} s", flush=True)
     return 0
 
 
-def _refresh(copies: list[Path]) -> None:
-    """Re-record the digests of the files listed in ``copies`` (executed in this run) as they are now.
+def published_profiles() -> list[str]:
+    """Profiles with executed copies under the output root's ``notebooks/executed/``."""
+    d = paths.out_root() / "notebooks" / "executed"
+    return sorted(p.name for p in d.iterdir() if p.is_dir() and any(p.glob("0[0-9]_*.ipynb"))) if d.is_dir() else []
 
-    A later notebook may add to a file an earlier one wrote (06 adds its rows to 02's
-    ``accuracy.csv``); the state a completed run leaves is the one to compare against.
-    """
-    for copy in copies:
-        nb = json.loads(copy.read_text())
-        rec = nb["metadata"]["xldrift"]
-        fresh = {kind: {rel: _digest(rel) for rel in rec[kind]} for kind in ("outputs", "inputs")}
-        if any(fresh[kind] != rec[kind] for kind in fresh):
-            rec.update(fresh)
-            tmp = copy.with_name(f".tmp-{copy.name}")
-            tmp.write_text(json.dumps(nb, indent=1, ensure_ascii=False) + "\n")
-            os.replace(tmp, copy)
+
+def status(profiles: list[str] | None = None) -> list[dict[str, Any]]:
+    """Per profile and notebook: current or stale, why, and the commit its executed copy ran at."""
+    rows = []
+    for profile in profiles or published_profiles():
+        try:
+            values, nbs = plan(profile, {}, None, check_model=False)
+        except params.ParamError as e:
+            rows.append({"profile": profile, "notebook": "-", "state": "invalid", "reason": str(e), "commit": "-"})
+            continue
+        for nb in nbs:
+            executed = paths.executed_dir(profile) / nb.name
+            why = staleness(profile, nb, nb_parameters(nb, values))
+            rec = provenance.read_record(executed) or {}
+            rows.append({"profile": profile, "notebook": nb.name[:2], "state": "current" if why is None else "stale",
+                         "reason": why or "", "commit": provenance.short_commit(rec.get("commit")),
+                         "ran": rec.get("started", "")[:10]})
+    return rows
+
+
+def print_status(rows: list[dict[str, Any]]) -> None:
+    """The :func:`status` rows as an aligned table."""
+    cols = ["profile", "notebook", "state", "commit", "ran", "reason"]
+    widths = {c: max(len(c), *(len(str(r.get(c, ""))) for r in rows)) for c in cols[:-1]}
+    print("  ".join(c.ljust(widths.get(c, 0)) for c in cols))
+    for r in rows:
+        print("  ".join(str(r.get(c, "")).ljust(widths.get(c, 0)) for c in cols))
 
 
 def ensure_kernel() -> None:
@@ -346,6 +374,39 @@ def ensure_kernel() -> None:
                     "--display-name", "xldrift (.venv)"], check=True, capture_output=True)
 
 
+def verify(profile: str, values: dict[str, Any], nbs: list[Path], *, warm: bool = False) -> int:
+    """Re-run ``profile`` into a scratch folder, cold unless ``warm``, and compare its tables with the committed ones.
+
+    The scratch folder is ``$XLDRIFT_VERIFY_DIR`` or ``.reproduce/`` in the repository (git-ignored);
+    a cold run also gets its own empty cache there, so every model is converted, fine-tuned,
+    evaluated and extracted again.
+    """
+    from xldrift import verify as verify_mod
+
+    committed = paths.results_dir(profile)
+    if not committed.is_dir():
+        print(f"error: no committed results for profile {profile} in {committed}", file=sys.stderr)
+        return 2
+    scratch = Path(os.environ.get("XLDRIFT_VERIFY_DIR") or paths.ROOT / ".reproduce").expanduser().resolve()
+    for sub in ("results", "figures", "notebooks/executed"):
+        shutil.rmtree(scratch / sub / profile, ignore_errors=True)
+    os.environ["XLDRIFT_OUT"] = str(scratch)
+    if not warm:
+        cache = scratch / "cache"
+        shutil.rmtree(cache, ignore_errors=True)
+        os.environ["XLDRIFT_CACHE"] = str(cache)
+    print(f"reproducing profile {profile} {'with the cache in ' + str(paths.cache_dir()) if warm else 'cold'} "
+          f"into {scratch}")
+    t0 = time.time()
+    code = execute(profile, values, nbs, rerun=True)
+    if code:
+        return code
+    print(f"reproduced in {(time.time() - t0) / 60:.1f} min")
+    report = verify_mod.compare_dirs(paths.results_dir(profile), committed)
+    verify_mod.print_report(report, f"{scratch.name}/results/{profile}", f"the committed results/{profile}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description="Run the xldrift notebooks for a profile.")
     ap.add_argument("--profile", default="default", help="profiles/<NAME>.yaml")
@@ -354,9 +415,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--only", default=None, help="comma-separated notebook numbers, e.g. 03,04")
     ap.add_argument("--check", action="store_true", help="validate and print the plan, run nothing")
     ap.add_argument("--rerun", action="store_true",
-                    help="execute every selected notebook, even those whose executed copies are up to date")
+                    help="execute every selected notebook, even those whose executed copies are current")
+    ap.add_argument("--status", action="store_true",
+                    help="print, per published profile and notebook, current or stale and why; run nothing")
+    ap.add_argument("--verify", action="store_true",
+                    help="re-run the profile cold into .reproduce/ and compare its tables with the committed ones")
+    ap.add_argument("--warm", action="store_true", help="with --verify: reuse the cache in $XLDRIFT_CACHE")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    if args.status:
+        explicit = "--profile" in (argv if argv is not None else sys.argv)
+        print_status(status([args.profile] if explicit else None))
+        return 0
     try:
         values, nbs = plan(args.profile, parse_sets(args.sets), args.only.split(",") if args.only else None)
     except params.ParamError as e:
@@ -367,4 +437,6 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(values, indent=1))
         return 0
     ensure_kernel()
+    if args.verify:
+        return verify(args.profile, values, nbs, warm=args.warm)
     return execute(args.profile, values, nbs, rerun=args.rerun)
