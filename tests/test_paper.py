@@ -183,3 +183,23 @@ def test_report_does_not_flag_the_source_of_a_star_table_and_effect_gives_both_r
     assert set(eff["x"]) == {"distance:genetic"} and set(eff["y"]) == {"impact", "accuracy"}
     assert (eff["n_all"] == 14).all() and (eff["n_without"] == 11).all()
     assert not np.allclose(eff["r_all"], eff["r_without"])
+
+
+def test_side_by_side_heatmap_has_one_colour_scale_and_an_avg_column():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from xldrift import plots
+
+    rows = pd.DataFrame({"x": ["distance:syntactic"] * 3 + ["distance:genetic"] * 3, "layer": [1, 2, np.nan] * 2,
+                         "r": [-0.9, 0.2, -0.5, 0.1, -0.3, 0.0], "p": [0.001, 0.5, 0.03, 0.7, 0.2, 0.9], "n": 14})
+    fig = plots.paper_vs_corrected([("paper", rows, "p"), ("ours", rows.assign(p_adj=rows["p"] * 20), "p_adj")])
+    heat = [ax for ax in fig.axes if ax.images]
+    assert len(heat) == 2
+    assert [t.get_text() for t in heat[0].get_xticklabels()] == ["1", "2", "AVG"]
+    assert {im.norm.vmin for ax in heat for im in ax.images} == {-1} and {im.norm.vmax for ax in heat for im in ax.images} == {1}
+    texts = [t.get_text() for t in heat[0].texts]
+    assert "-0.90**" in texts and "-0.50*" in texts
+    assert "-0.90*" in [t.get_text() for t in heat[1].texts]  # p_adj 0.02: one star by the right panel's rule
+    with pytest.raises(ValueError, match="at least one panel"):
+        plots.paper_vs_corrected([])
