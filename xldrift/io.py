@@ -97,7 +97,7 @@ def is_complete(directory: str | Path) -> bool:
     return read_manifest(directory) is not None
 
 
-def write_csv(df: pd.DataFrame, path: str | Path, *, keep_if_close: float | None = None) -> None:
+def write_csv(df: pd.DataFrame, path: str | Path, *, keep_if_close: float | None = None) -> bool:
     """Write a table atomically (no index column).
 
     Args:
@@ -105,17 +105,31 @@ def write_csv(df: pd.DataFrame, path: str | Path, *, keep_if_close: float | None
         path: where to write it.
         keep_if_close: if given and ``path`` already holds a table with the same
             columns, rows and text cells whose numbers agree to this relative
-            tolerance, leave the file as it is. Re-running on another platform
-            changes the last bits of some floats (another BLAS or Python
-            build); this keeps such a file, and whatever was recorded as
-            reading it, unchanged.
+            tolerance, write the file's own bytes again instead. Re-running on
+            another platform changes the last bits of some floats (another
+            BLAS or Python build); this keeps such a file, and whatever was
+            recorded as reading it, byte for byte, while it still counts as
+            written by this run.
+
+    Returns:
+        True if ``df`` was written, False if the earlier bytes were kept.
     """
     path = Path(path)
     if keep_if_close is not None and path.is_file() and _close_to_file(df, path, keep_if_close):
-        log.info("%s: unchanged within relative tolerance %g; kept as it is", path.name, keep_if_close)
-        return
+        log.info("%s: unchanged within relative tolerance %g; earlier bytes kept", path.name, keep_if_close)
+        rewrite(path)
+        return False
     with atomic_path(path) as tmp:
         df.to_csv(tmp, index=False)
+    return True
+
+
+def rewrite(path: str | Path) -> None:
+    """Write a file's own bytes to it again, atomically (same content, new modification time)."""
+    path = Path(path)
+    blob = path.read_bytes()
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(blob)
 
 
 def _close_to_file(df: pd.DataFrame, path: Path, rtol: float) -> bool:
