@@ -346,16 +346,24 @@ def default_cold(sec: dict | None) -> str:
         return head + (f"The committed executed copies are not a cold-run time: {why}. Re-run with an empty "
                        "`$XLDRIFT_CACHE` (`make reproduce` does) to measure it.")
     total = sec.get("total_s")
-    rows = [[name, _dur(d), _fmt((sec.get("shares") or {}).get(name), ".0%")]
+    cpu = sec.get("cpu_s") or {}
+    rows = [[name, _dur(d), _fmt((sec.get("shares") or {}).get(name), ".0%"), _dur(cpu.get(name))]
             for name, d in (sec.get("durations_s") or {}).items()]
-    rows.append(["**total**", f"**{_dur(total)}**", "100%"])
+    cpu_total = sum(cpu.values()) if cpu else None
+    rows.append(["**total**", f"**{_dur(total)}**", "100%", _dur(cpu_total)])
     verdict = (f"Target: at most {TARGETS['default_wall_s'] / 60:g} min cold on 2 CPU cores; measured {_dur(total)} "
                f"({_at_most(total, TARGETS['default_wall_s'])}).")
-    return (head + f"The run that made the committed `results/default/` (started {sec.get('started')}, commit "
+    where = sec.get("where") or "."
+    which = "The run that made the committed `results/default/`" if where == "." else \
+        f"A reproduction of the default profile in `{where}/` (`make reproduce`)"
+    return (head + f"{which} (started {sec.get('started')}, commit "
             f"{str(sec.get('commit'))[:7]}) began with an empty cache, so every model conversion, fine-tuning, "
             f"evaluation and extraction is in these times. Its {sec.get('finetune_runs')} fine-tunings took "
             f"{_dur(sec.get('finetune_wall_s'))} of it ({_fmt(sec.get('finetune_share'), '.0%')}). {verdict}\n\n"
-            + _table(["notebook", "wall time", "share"], rows))
+            + _table(["notebook", "wall time", "share", "CPU time (kernel)"], rows)
+            + ("" if not cpu_total else f"\n\nCPU time is the kernels' user + system seconds; other jobs on the machine "
+               f"lengthen the wall time but not this. On 2 idle cores the run can take no less than half of it, "
+               f"{_dur(cpu_total / 2)}."))
 
 
 def scale(sec: dict | None) -> str:

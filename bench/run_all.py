@@ -95,14 +95,15 @@ def recorded_durations(profile: str) -> dict:
     return out
 
 
-def cold_run(profile: str) -> dict:
-    """The run that made a profile's committed executed copies: per-notebook time and share, if it started cold.
+def cold_run(profile: str, root: Path | None = None) -> dict:
+    """A run of ``profile`` (the committed one, or one under ``root``, e.g. ``.reproduce/``): per-notebook
+    time and share, if it started cold.
 
     A run started cold when the runner found the cache empty (``cold_cache`` in each copy's record); only
     then are the durations a cold-run time. Copies from different runs are not added up.
     """
     records = []
-    for nb in sorted((ROOT / "notebooks" / "executed" / profile).glob("0*.ipynb")):
+    for nb in sorted(((root or ROOT) / "notebooks" / "executed" / profile).glob("0*.ipynb")):
         meta = json.loads(nb.read_text())["metadata"].get("xldrift", {})
         records.append((nb.stem, meta))
     if not records:
@@ -111,23 +112,26 @@ def cold_run(profile: str) -> dict:
     one_run = len(started) == 1
     cold = one_run and all(m.get("cold_cache") for _, m in records)
     durations = {name: m.get("duration_s") for name, m in records}
+    cpu = {name: m.get("cpu_s") for name, m in records}
     total = sum(d for d in durations.values() if d)
-    runs = _recorded_runs(profile)
+    runs = _recorded_runs(profile, root)
     ft_wall = sum(float(r.get("wall_seconds", 0)) for r in runs.values())
-    return {"profile": profile, "one_run": one_run, "cold": cold, "started": min(s for s in started if s),
+    return {"profile": profile, "where": str((root or ROOT).relative_to(ROOT)) if (root or ROOT).is_relative_to(ROOT)
+            else str(root), "one_run": one_run, "cold": cold, "started": min(s for s in started if s),
             "commit": records[0][1].get("commit"), "durations_s": durations, "total_s": round(total, 1),
             "shares": {k: round(v / total, 3) for k, v in durations.items() if v} if total else {},
+            "cpu_s": cpu if all(v is not None for v in cpu.values()) else None,
             "finetune_runs": len(runs), "finetune_wall_s": round(ft_wall, 1),
             "finetune_share": round(ft_wall / total, 3) if total else None}
 
 
-def _recorded_runs(profile: str) -> dict[str, dict]:
+def _recorded_runs(profile: str, root: Path | None = None) -> dict[str, dict]:
     """``{checkpoint: row}`` for each distinct fine-tuning the profile's committed results record."""
     import pandas as pd
 
     runs: dict[str, dict] = {}
     for table in ("checkpoints", "intervention_runs", "setup_comparison"):
-        f = ROOT / "results" / profile / f"{table}.csv"
+        f = (root or ROOT) / "results" / profile / f"{table}.csv"
         if f.is_file():
             for row in pd.read_csv(f).to_dict("records"):
                 runs.setdefault(row["checkpoint"], row)
@@ -144,6 +148,8 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="fewer repeats")
     ap.add_argument("--skip", nargs="*", default=[], choices=["cka", "extract", "finetune", "e2e", "scale"],
                     help="sections not to measure (the projection is always recomputed from what is recorded)")
+    ap.add_argument("--cold-from", type=Path, default=None,
+                    help="time the default profile from the executed copies under this folder (e.g. .reproduce)")
     args = ap.parse_args()
     repeats = 3 if args.quick else 5
     # Sections not measured this time are kept from the last run, each with its own machine and date.
@@ -170,7 +176,11 @@ def main() -> None:
         results["end_to_end"] = {"smoke": end_to_end("smoke"), "measured": stamp,
                                  "default_recorded": recorded_durations("default"),
                                  "full_recorded": recorded_durations("full")}
-    results["default_cold"] = cold_run("default")  # read from the committed run: recomputed every time
+    if args.cold_from or not (results.get("default_cold") or {}).get("cold"):
+        # the committed run, or a reproduction (`make reproduce` writes .reproduce/); kept until a cold one replaces it
+        fresh = cold_run("default", args.cold_from.resolve() if args.cold_from else None)
+        if fresh.get("cold") or not results.get("default_cold"):
+            results["default_cold"] = {**fresh, "measured": stamp}
     rates = _recorded_rates("default")
     items_per_s = (results.get("extract") or {}).get("ours", {}).get("items_per_s")
     if rates and items_per_s:

@@ -318,7 +318,7 @@ def test_cold_run_times_one_cold_run_and_refuses_a_mixture(tmp_path, monkeypatch
     sec = run_all.cold_run("default")
     assert sec["cold"] and sec["total_s"] == 120.0 and sec["shares"] == {"01_nb": 0.25, "02_nb": 0.75}
     text = report.default_cold(sec)
-    assert "measured 2.0 min (met)" in text and "| 02_nb | 90 s | 75% |" in text
+    assert "measured 2.0 min (met)" in text and "| 02_nb | 90 s | 75% | not measured |" in text
     _executed(tmp_path, "mixed", [{**run, "duration_s": 30.0}, {**run, "started": "later", "duration_s": 9.0}])
     mixed = run_all.cold_run("mixed")
     assert not mixed["cold"] and "more than one run" in report.default_cold(mixed)

@@ -194,6 +194,16 @@ def test_a_docstring_edit_keeps_the_fingerprint_and_a_code_edit_does_not(tmp_pat
     assert provenance.module_fingerprint("xldrift.toy") is None
 
 
+def test_code_text_drops_prose_and_keeps_code():
+    from xldrift import provenance
+
+    src = ('"""Module."""\n\nimport os  # why\n\n\ndef f(x):\n    """Doc,\n    two lines."""\n'
+           '    s = "# kept: inside a string"\n    return x + 1  # comment\n\n\ndef g():\n    """Only a docstring."""\n')
+    assert provenance.code_text(src).splitlines() == [
+        "import os", "def f(x):", '    s = "# kept: inside a string"', "    return x + 1", "def g():",
+        '    """Only a docstring."""']  # a body of one docstring stays: removing it would leave no body
+
+
 def test_copies_from_the_earlier_runner_are_reported_stale_with_their_commit(out):
     import json
 

@@ -21,8 +21,9 @@ metadata under ``xldrift``:
 
 It is *stale* when any of these differ from what the same run would use now
 (:func:`staleness`). A module's fingerprint is taken from its syntax tree with
-docstrings removed, so editing prose or comments leaves the notebooks that
-import it current, while any change to code does not. Nothing else counts:
+docstrings, comments and blank lines removed (:func:`code_text`), so editing
+prose leaves the notebooks that import it current, while any change to code
+does not. Nothing else counts:
 a change to notebook 05 re-runs 05, and 06 only if a file 06 reads changed.
 """
 
@@ -30,7 +31,9 @@ from __future__ import annotations
 
 import ast
 import hashlib
+import io
 import json
+import tokenize
 from pathlib import Path
 from typing import Any
 
@@ -83,14 +86,36 @@ def notebook_fingerprint(nb_path: Path) -> str:
     return h.hexdigest()[:16]
 
 
-def _strip_docstrings(tree: ast.AST) -> ast.AST:
-    for node in ast.walk(tree):
-        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
-            body = node.body
-            if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant) \
-                    and isinstance(body[0].value.value, str):
-                node.body = body[1:] or [ast.Pass()]
-    return tree
+def code_text(source: str) -> str:
+    """A module's code without docstrings, comments, blank lines or trailing spaces.
+
+    Works on the text (not on ``ast.dump``, whose output changes between Python versions), so the
+    same file gives the same fingerprint on every supported Python.
+    """
+    lines = source.splitlines()
+    keep = [True] * len(lines)
+    for node in ast.walk(ast.parse(source)):
+        body = getattr(node, "body", None)
+        if not (isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) and body):
+            continue
+        first = body[0]
+        if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant) and isinstance(first.value.value, str):
+            start, end = first.lineno - 1, first.end_lineno - 1
+            alone = not lines[start][: first.col_offset].strip() and (len(body) > 1 or node.__class__ is ast.Module)
+            if alone:
+                for i in range(start, end + 1):
+                    keep[i] = False
+    comments: dict[int, int] = {}
+    for tok in tokenize.generate_tokens(io.StringIO(source).readline):
+        if tok.type == tokenize.COMMENT:
+            comments[tok.start[0] - 1] = tok.start[1]
+    out = []
+    for i, line in enumerate(lines):
+        if keep[i]:
+            line = line[: comments[i]] if i in comments else line
+            if line.strip():
+                out.append(line.rstrip())
+    return "\n".join(out)
 
 
 def module_file(name: str) -> Path | None:
@@ -105,12 +130,11 @@ def module_file(name: str) -> Path | None:
 
 
 def module_fingerprint(name: str) -> str | None:
-    """Fingerprint of a module's code (syntax tree without docstrings); None if the module is gone."""
+    """Fingerprint of a module's code (:func:`code_text`); None if the module is gone."""
     f = module_file(name)
     if f is None:
         return None
-    tree = _strip_docstrings(ast.parse(f.read_text(), filename=str(f)))
-    return _digest_bytes(ast.dump(tree, include_attributes=False).encode())
+    return _digest_bytes(code_text(f.read_text()).encode())
 
 
 def data_inputs(reads: list[str]) -> dict[str, str]:

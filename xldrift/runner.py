@@ -256,6 +256,14 @@ def _without_record_cells(nb: dict[str, Any]) -> dict[str, list[str]]:
     return report
 
 
+def _children_cpu_s() -> float:
+    """User + system CPU seconds of the runner's finished child processes (its notebook kernels)."""
+    import resource
+
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
 def _cache_is_empty() -> bool:
     """True when the cache holds no model, checkpoint, prediction or representation yet (a cold run)."""
     folders = (paths.models_cache(), paths.checkpoints_cache(), paths.evaluations_cache(), paths.representations_cache())
@@ -287,6 +295,7 @@ def _execute(profile: str, values: dict[str, Any], notebooks: list[Path], run_in
         t0 = time.time()
         print(f"[{dt.datetime.now():%H:%M:%S}] {nb.name}: running", flush=True)
         before = _output_files(profile)
+        cpu0 = _children_cpu_s()
         src = out_dir / f".tmp-{os.getpid()}-src-{nb.name}"
         tmp = out_dir / f".tmp-{os.getpid()}-{nb.name}"
         _with_record_cells(nb, src)
@@ -312,7 +321,9 @@ def _execute(profile: str, values: dict[str, Any], notebooks: list[Path], run_in
         executed = json.loads(tmp.read_text())
         report = _without_record_cells(executed)
         rec = provenance.record(nb, nb_params, report["modules"], report["reads"], written, profile)
-        executed["metadata"]["xldrift"] = {**run_info, **rec, "duration_s": round(time.time() - t0, 1)}
+        # CPU seconds of the kernel (a reaped child): with other jobs on the machine, wall time grows but this does not
+        executed["metadata"]["xldrift"] = {**run_info, **rec, "duration_s": round(time.time() - t0, 1),
+                                           "cpu_s": round(_children_cpu_s() - cpu0, 1)}
         tmp.write_text(json.dumps(executed, indent=1, ensure_ascii=False) + "\n")
         _relink(tmp)
         os.replace(tmp, target)
