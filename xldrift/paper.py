@@ -1,7 +1,8 @@
 """The correlation study read as the paper computes it, and the path from there to our reading.
 
-Philippy, Guo & Haddadan (2023), scripts 04, 06 and 07 of their released
-code, make these choices (``docs/paper-notes.md``):
+Philippy, Guo & Haddadan (2023, arXiv:2305.02151), scripts 04, 06 and 07 of
+their released code (``fredxlpy/CrossLingualSpaceImpactAnalysis``), make these
+choices:
 
 * distances from ``lang2vec.distance()`` (:mod:`xldrift.precomputed`), five
   kinds: syntactic, geographic, inventory, genetic, phonological (no featural);
