@@ -154,7 +154,7 @@ def _recorded_rates(profile: str) -> list[float]:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true", help="fewer repeats")
-    ap.add_argument("--skip", nargs="*", default=[], choices=["cka", "extract", "finetune", "e2e", "scale", "cache"],
+    ap.add_argument("--skip", nargs="*", default=[], choices=["cka", "extract", "finetune", "e2e", "scale", "cache", "projection"],
                     help="sections not to measure (the projection is always recomputed from what is recorded)")
     ap.add_argument("--cold-from", type=Path, default=None,
                     help="time the default profile from the executed copies under this folder (e.g. .reproduce)")
@@ -196,12 +196,14 @@ def main() -> None:
         fresh = cold_run("default", args.cold_from.resolve() if args.cold_from else None)
         if fresh.get("cold") or not results.get("default_cold"):
             results["default_cold"] = {**fresh, "measured": stamp}
-    rates = _recorded_rates("default")
-    if not rates and (previous.get("projection") or {}).get("finetune_s_per_step"):
+    rates = [] if "projection" in args.skip else _recorded_rates("default")
+    if "projection" in args.skip:
+        pass  # keep the projection of the last run (its rates were measured on an idle machine)
+    elif not rates and (previous.get("projection") or {}).get("finetune_s_per_step"):
         # the default profile's results are not committed (e.g. between re-runs): the rates it recorded last time
         rates = previous["projection"]["finetune_s_per_step"]
     items_per_s = (results.get("extract") or {}).get("ours", {}).get("items_per_s")
-    if rates and items_per_s:
+    if rates and items_per_s and "projection" not in args.skip:
         import bench_project
 
         step_ratio = (results.get("finetune") or {}).get("step_ratio")
