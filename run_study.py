@@ -3,7 +3,11 @@
 
 import sys
 
-from xldrift.runner import main
-
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        from xldrift.runner import main
+
+        sys.exit(main())
+    except KeyboardInterrupt:  # before any notebook started (the runner handles it after)
+        print("interrupted before any notebook ran; nothing was written", file=sys.stderr)
+        sys.exit(130)

@@ -34,8 +34,8 @@ from xldrift import io, params, paths  # noqa: E402
 
 MODULES = (
     "claims", "classifier", "correlation", "data", "drift", "evaluate", "extract", "finetune", "intervention", "io",
-    "languages", "metrics", "models", "params", "paths", "plots", "pretraining", "setups", "splits", "stats",
-    "tokens", "transfer", "typology",
+    "languages", "metrics", "models", "pairs", "paper", "params", "paths", "plots", "precomputed", "pretraining",
+    "setups", "splits", "stats", "tokens", "transfer", "typology",
 )
 
 
@@ -54,6 +54,7 @@ NOTEBOOK_TITLES = {
     "04": "Drift",
     "05": "Correlations",
     "06": "Intervention",
+    "07": "Pairs",
 }
 
 HEADLESS = os.environ.get("XLDRIFT_HEADLESS") == "1"
@@ -175,9 +176,18 @@ def count(n: int) -> str:
     return f"about {int(str(n)[:2]) / 10:.1f} x 10^{digits}"
 
 
-def savefig(fig: Any, cfg: types.SimpleNamespace, name: str, dpi: int = 110) -> None:
-    """Save ``fig`` as ``figures/<profile>/<name>.png`` (it is also shown inline)."""
-    with io.atomic_path(cfg.figures / f"{name}.png") as tmp:
+def savefig(fig: Any, cfg: types.SimpleNamespace, name: str, dpi: int = 110, keep_existing: bool = False) -> None:
+    """Save ``fig`` as ``figures/<profile>/<name>.png`` (it is also shown inline).
+
+    With ``keep_existing`` (the tables the figure is drawn from were unchanged,
+    see ``io.write_csv(keep_if_close=)``) an existing PNG keeps its bytes: a line
+    fit on another platform moves anti-aliased pixels without changing the figure.
+    """
+    path = cfg.figures / f"{name}.png"
+    if keep_existing and path.is_file():
+        io.rewrite(path)
+        return
+    with io.atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=dpi, bbox_inches="tight", format="png")
 
 

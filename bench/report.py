@@ -31,6 +31,7 @@ TARGETS: dict[str, float] = {
     "extract_fraction_of_peak": 0.60,  # our GFLOP/s / fp32 matmul peak, at least
     "smoke_wall_s": 300.0,            # cold smoke run, at most
     "default_wall_s": 1800.0,         # default profile, at most
+    "grid_wall_s": 4 * 3600.0,        # grid profile (15 sources), cold on 2 CPU cores, at most
     "warm_over_cold": 0.10,           # unchanged re-run / first run, at most
 }
 
@@ -67,6 +68,9 @@ What is measured, and why:
   counts its parameters imply and the rates measured above.
 - **Scale**: how extraction and the drift metrics grow with `n_drift` and with the
   number of languages.
+- **Cache verification**: what checking a cache entry's recorded sizes and
+  SHA-256 costs (once per process and entry, sizes on every read) against the
+  work the entry saves: fine-tuning, extraction, prediction.
 """
 
 
@@ -341,6 +345,11 @@ def default_cold(sec: dict | None) -> str:
     head = "## The default profile, cold\n\n"
     if not sec:
         return head + "No committed executed copies of the default profile."
+    expected = sec.get("notebooks_expected")
+    if expected and len(sec.get("durations_s") or {}) < expected:
+        done = ", ".join(name[:2] for name in (sec.get("durations_s") or {}))
+        return head + (f"The committed executed copies cover notebooks {done} of the profile's {expected}: a run in "
+                       "progress, not a cold-run time of the whole profile.")
     if not sec.get("cold"):
         why = "they come from more than one run" if not sec.get("one_run") else "its cache was not empty at the start"
         return head + (f"The committed executed copies are not a cold-run time: {why}. Re-run with an empty "
@@ -418,8 +427,9 @@ def projection(sec: dict | None) -> str:
     def span(c: dict, key: str) -> str:
         return f"{_dur(_get(c, key, 'fastest'))} - {_dur(_get(c, key, 'median'))}" if _get(c, key) else NA
 
-    rows = [[f"`{name}`", c.get("targets"), c.get("fine_tunings"), c.get("steps"), c.get("eval_items"),
-             c.get("extract_items"), span(c, "projected_s"), span(c, "projected_s_fused")]
+    rows = [[f"`{name}`", c.get("sources", NA), c.get("targets"), c.get("fine_tunings"), c.get("steps"),
+             c.get("eval_items"), c.get("extract_items"), span(c, "projected_s"), span(c, "projected_s_fused"),
+             _dur(c["drift_metrics_s"]) if c.get("drift_metrics_s") is not None else NA, span(c, "projected_s_total")]
             for name, c in (sec.get("profiles") or {}).items()]
     note = (f"Counts follow from each profile's parameters (fine-tunings: seeds x sources x (1 + setup variants + "
             f"intervention conditions)). Rates: {_fmt(ft.get('fastest'), '.2f')} (fastest) and "
@@ -427,11 +437,16 @@ def projection(sec: dict | None) -> str:
             f"fine-tunings the default profile recorded, and {_fmt(sec.get('forward_items_per_s'), '.1f')} items/s "
             f"for evaluation and extraction (the extraction section's throughput on English XNLI pairs of "
             f"{_fmt(sec.get('reference_tokens'), '.1f')} tokens on average), scaled to each task's mean tokens per "
-            f"item over all its languages ({tokens_txt}). Statistics, tables and figures are left out. On this machine the projection "
+            f"item over all its languages ({tokens_txt}). Notebook 05 and 07's statistics, tables and figures are left out. On this machine the projection "
             f"for `default` can be set against its measured cold time (the section above). The "
             f"recorded rates come from the for-loop AdamW; the last column divides them by the step ratio the "
             f"fine-tuning section measured for the fused AdamW now used, in the study's setup with the word "
-            f"embeddings frozen ({_fmt(ratio, '.2f', 'x')}).")
+            f"embeddings frozen ({_fmt(ratio, '.2f', 'x')}). With several sources every count is per (source, seed) "
+            f"run, and the intervention re-fine-tunes one source. 'Drift metrics' projects notebook 04's similarity "
+            f"comparisons (sources x seeds x targets x scored layers x metrics, plus the alignment comparisons) from "
+            f"the scale section's per-layer metric times at the profile's n_drift; those times include preparing both "
+            f"inputs, which notebook 04 does once per representation, so this column is an upper bound. 'Total' adds "
+            f"it to the fused projection.")
     default = (sec.get("profiles") or {}).get("default") or {}
     bound = _get(default, "projected_s_fused", "fastest")
     verdict = ""
@@ -439,9 +454,47 @@ def projection(sec: dict | None) -> str:
         verdict = (f"\n\nTarget for `default`, at most {TARGETS['default_wall_s'] / 60:g} min: even at the fastest "
                    f"rate with the fused optimizer it projects to {_dur(bound)} "
                    f"({_at_most(bound, TARGETS['default_wall_s'])}).")
-    return head + note + "\n\n" + _table(["profile", "targets", "fine-tunings", "steps", "evaluation items",
+    grid = (sec.get("profiles") or {}).get("grid") or {}
+    worst = _get(grid, "projected_s_total", "median")
+    if _num(worst) is not None:
+        verdict += (f"\n\nTarget for `grid`, at most {TARGETS['grid_wall_s'] / 3600:g} h cold on 2 CPU cores: at the "
+                    f"median rate with the fused optimizer and the drift metrics' upper bound it projects to "
+                    f"{_dur(worst)} ({_at_most(worst, TARGETS['grid_wall_s'])}).")
+    return head + note + "\n\n" + _table(["profile", "sources", "targets", "fine-tunings", "steps", "evaluation items",
                                             "extraction items", "projected CPU time (fastest - median rate)",
-                                            "with fused AdamW"], rows) + verdict
+                                            "with fused AdamW", "drift metrics", "total (fastest - median)"],
+                                           rows) + verdict
+
+
+def cache(sec: dict | None) -> str:
+    """Verification cost of each kind of cache entry against reading it and against making it."""
+    head = "## Cache verification\n\n"
+    if not sec:
+        return head + "Not measured in this run (skipped)."
+    ck, rep, pred = sec.get("checkpoint") or {}, sec.get("representations") or {}, sec.get("predictions") or {}
+
+    def share(cost: Any, work: Any) -> str:
+        c, w = _num(cost), _num(work)
+        return NA if c is None or w is None or w <= 0 else f"{100 * c / w:.2g}%"
+
+    rows = [
+        [f"checkpoint ({_fmt(ck.get('mb'), '.0f')} MB)", _dur(ck.get("verify_first_s")),
+         _dur(ck.get("verify_again_s")), f"load {_dur(ck.get('load_s'))}",
+         f"fine-tuning {_dur(ck.get('train_s_recorded'))}", share(ck.get("verify_first_s"), ck.get("train_s_recorded"))],
+        [f"representations ({rep.get('items', NA)} items, {_fmt(rep.get('mb'), '.0f')} MB)",
+         _dur(rep.get("verify_first_s")), NA, f"read {_dur(rep.get('read_s'))}",
+         f"extraction {_dur(rep.get('extract_s'))}", share(rep.get("verify_first_s"), rep.get("extract_s"))],
+        [f"predictions ({pred.get('items', NA)} items)", _dur(pred.get("verify_and_rows_s")), NA,
+         f"read {_dur(pred.get('read_s'))}", NA, NA],
+    ]
+    return (head + f"SHA-256 runs at {_fmt(sec.get('sha256_mb_per_s'), '.0f')} MB/s here; median of "
+            f"{sec.get('repeats', NA)} runs. A checkpoint is hashed once per process (later reads in the same "
+            f"process cost the second column: a `stat` per file); the runner's planning checks sizes only "
+            f"({_dur(ck.get('sizes_only_s'))} per checkpoint). Predictions are also checked row by row against the "
+            f"items they should hold. Fine-tuning time is the median the default profile recorded; extraction "
+            f"time follows from the extraction section's items/s.\n\n"
+            + _table(["entry", "first verification", "again, same process", "reading it", "work it saves",
+                      "verification / work"], rows))
 
 
 def _guarded(build: Callable[[Any], str], arg: Any, title: str) -> str:
@@ -465,7 +518,8 @@ def render(results: dict) -> str:
              _guarded(default_cold, results.get("default_cold"), "The default profile, cold"),
              _guarded(end_to_end, results.get("end_to_end"), "End to end"),
              _guarded(projection, results.get("projection"), "Profiles projected from their parts"),
-             _guarded(scale, results.get("scale"), "Scale")]
+             _guarded(scale, results.get("scale"), "Scale"),
+             _guarded(cache, results.get("cache"), "Cache verification")]
     return "\n\n".join(p.rstrip() for p in parts) + "\n"
 
 

@@ -119,10 +119,18 @@ def cold_run(profile: str, root: Path | None = None) -> dict:
     return {"profile": profile, "where": str((root or ROOT).relative_to(ROOT)) if (root or ROOT).is_relative_to(ROOT)
             else str(root), "one_run": one_run, "cold": cold, "started": min(s for s in started if s),
             "commit": records[0][1].get("commit"), "durations_s": durations, "total_s": round(total, 1),
+            "notebooks_expected": len(_profile_notebooks(profile)),
             "shares": {k: round(v / total, 3) for k, v in durations.items() if v} if total else {},
             "cpu_s": cpu if all(v is not None for v in cpu.values()) else None,
             "finetune_runs": len(runs), "finetune_wall_s": round(ft_wall, 1),
             "finetune_share": round(ft_wall / total, 3) if total else None}
+
+
+def _profile_notebooks(profile: str) -> list[str]:
+    """The notebooks a profile runs (``xldrift.runner.profile_notebooks``)."""
+    from xldrift import runner
+
+    return runner.profile_notebooks(profile)
 
 
 def _recorded_runs(profile: str, root: Path | None = None) -> dict[str, dict]:
@@ -146,7 +154,7 @@ def _recorded_rates(profile: str) -> list[float]:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true", help="fewer repeats")
-    ap.add_argument("--skip", nargs="*", default=[], choices=["cka", "extract", "finetune", "e2e", "scale"],
+    ap.add_argument("--skip", nargs="*", default=[], choices=["cka", "extract", "finetune", "e2e", "scale", "cache", "projection"],
                     help="sections not to measure (the projection is always recomputed from what is recorded)")
     ap.add_argument("--cold-from", type=Path, default=None,
                     help="time the default profile from the executed copies under this folder (e.g. .reproduce)")
@@ -172,25 +180,39 @@ def main() -> None:
         import bench_scale
 
         results["scale"] = {**bench_scale.run(), "measured": stamp}
+    if "cache" not in args.skip:
+        import bench_cache
+
+        rate = (results.get("extract") or {}).get("ours", {}).get("items_per_s")
+        results["cache"] = {**bench_cache.run(repeats=repeats, extraction_items_per_s=rate), "measured": stamp}
     if "e2e" not in args.skip:
         results["end_to_end"] = {"smoke": end_to_end("smoke"), "measured": stamp,
                                  "default_recorded": recorded_durations("default"),
                                  "full_recorded": recorded_durations("full")}
-    if args.cold_from or not (results.get("default_cold") or {}).get("cold"):
+    kept = results.get("default_cold") or {}
+    partial = len(kept.get("durations_s") or {}) < kept.get("notebooks_expected", 0)  # a run that was in progress
+    if args.cold_from or not kept.get("cold") or partial:
         # the committed run, or a reproduction (`make reproduce` writes .reproduce/); kept until a cold one replaces it
         fresh = cold_run("default", args.cold_from.resolve() if args.cold_from else None)
         if fresh.get("cold") or not results.get("default_cold"):
             results["default_cold"] = {**fresh, "measured": stamp}
-    rates = _recorded_rates("default")
+    rates = [] if "projection" in args.skip else _recorded_rates("default")
+    if "projection" in args.skip:
+        pass  # keep the projection of the last run (its rates were measured on an idle machine)
+    elif not rates and (previous.get("projection") or {}).get("finetune_s_per_step"):
+        # the default profile's results are not committed (e.g. between re-runs): the rates it recorded last time
+        rates = previous["projection"]["finetune_s_per_step"]
     items_per_s = (results.get("extract") or {}).get("ours", {}).get("items_per_s")
-    if rates and items_per_s:
+    if rates and items_per_s and "projection" not in args.skip:
         import bench_project
 
         step_ratio = (results.get("finetune") or {}).get("step_ratio")
         reference = (results.get("extract") or {}).get("tokens", {}).get("mean_length")
         task_tokens = {task: round(bench_project.mean_tokens(task), 2) for task in ("xnli", "sib200")}
-        results["projection"] = {**bench_project.project(["default", "full", "sib200-lite", "sib200"], rates,
-                                                         items_per_s, step_ratio, reference, task_tokens),
+        metric_timings = (results.get("scale") or {}).get("metrics")
+        results["projection"] = {**bench_project.project(["default", "full", "grid", "sib200-lite", "sib200"], rates,
+                                                         items_per_s, step_ratio, reference, task_tokens,
+                                                         metric_timings),
                                  "measured": stamp}
     (HERE / "results.json").write_text(json.dumps(results, indent=2, default=str) + "\n")
     import report

@@ -40,6 +40,11 @@ TABLES = [
     "database_agreement.csv", "intervention_selection.csv",
     "intervention.csv", "intervention_runs.csv", "intervention_gains.csv", "intervention_gaps.csv",  # 06
     "intervention_verdict.csv",
+    "precomputed_agreement.csv", "placeholders.csv", "correlations_placeholders.csv", "correlations_paper.csv",  # 05:
+    "claims_paper.csv", "correlations_avg.csv", "paper_steps.csv",      # the paper's reading
+    "pairs_accuracy_matrix.csv", "pairs_impact.csv", "pairs_counts.csv", "pairs_conventions.csv",  # 07
+    "correlations_by_source.csv", "pairs_source_spread.csv", "pairs_claims.csv", "pairs_blocks.csv",
+    "pairs_vs_single_source.csv",
 ]
 
 MODEL = Tolerance(atol=1e-6)
@@ -53,7 +58,15 @@ TOLERANCES: dict[str, dict[str, Tolerance]] = {
     "correlations.csv": {c: STATS for c in ("r", "p", "ci_low", "ci_high", "p_adj")} | {"p_perm": PERM},
     "intervention_selection.csv": {c: STATS for c in ("r", "ci_low", "ci_high", "p_adj")} | {"p_perm": PERM},
     "database_agreement.csv": {"rho": STATS, "p": STATS},
+    "precomputed_agreement.csv": {"pearson": STATS, "spearman": STATS},
+    "correlations_placeholders.csv": {"r_all": STATS, "r_without": STATS, "p_perm_all": PERM, "p_perm_without": PERM},
+    "pairs_impact.csv": {"impact": MODEL},
+    "pairs_blocks.csv": {"r": STATS},
+    "pairs_source_spread.csv": {c: STATS for c in ("r_mean", "r_sd", "r_min", "r_max", "r_all_pairs")},
+    "pairs_vs_single_source.csv": {c: STATS for c in ("r_grid", "p_adj_grid", "r_full", "p_adj_full", "diff")},
 }
+for _name in ("correlations_paper.csv", "correlations_avg.csv", "correlations_by_source.csv"):
+    TOLERANCES[_name] = TOLERANCES["correlations.csv"]
 
 
 def run_smoke(out: Path) -> Path:

@@ -14,7 +14,8 @@ sys.path.insert(0, str(BENCH))
 import bench_scale  # noqa: E402
 import report  # noqa: E402
 
-SECTIONS = ("## Machine", "## Linear CKA", "## Extraction", "## Fine-tuning step", "## End to end", "## Scale")
+SECTIONS = ("## Machine", "## Linear CKA", "## Extraction", "## Fine-tuning step", "## End to end", "## Scale",
+            "## Cache verification")
 
 
 def _row(text: str, *starts: str) -> str:
@@ -102,7 +103,7 @@ def test_all_sections_missing(tmp_path):
     text = path.read_text()
     for heading in SECTIONS:
         assert heading in text
-    assert text.count("Not measured in this run (skipped).") == 5
+    assert text.count("Not measured in this run (skipped).") == 6
     assert "**missed**" not in text and "| met |" not in text
 
 
@@ -300,6 +301,20 @@ def test_extraction_section_reads_what_the_benchmark_writes(tmp_path):
     assert _row(text, "fraction of fp32 matmul peak (100.0 GFLOP/s)").rstrip(" |").endswith("met")  # 67% >= 60%
 
 
+def test_cache_section_sets_verification_against_the_work_saved():
+    sec = {"repeats": 3, "sha256_mb_per_s": 700.0,
+           "checkpoint": {"mb": 480.0, "verify_first_s": 0.6, "verify_again_s": 0.0001, "sizes_only_s": 0.00006,
+                          "load_s": 2.0, "train_s_recorded": 600.0},
+           "representations": {"mb": 19.0, "items": 501, "verify_first_s": 0.02, "read_s": 0.002, "extract_s": 8.0},
+           "predictions": {"items": 300, "verify_and_rows_s": 0.002, "read_s": 0.0005}}
+    text = report.render({"cache": sec})
+    part = _section(text, "## Cache verification")
+    assert "0.1%" in _row(part, "checkpoint (480 MB)")  # 0.6 s of 600 s
+    assert "0.25%" in _row(part, "representations (501 items, 19 MB)")  # 0.02 s of 8 s
+    assert "not measured" in _row(part, "predictions (300 items)")
+    assert "Not measured" in _section(report.render({}), "## Cache verification")
+
+
 def _executed(root, profile: str, records: list[dict]) -> None:
     import json
 
@@ -313,6 +328,7 @@ def test_cold_run_times_one_cold_run_and_refuses_a_mixture(tmp_path, monkeypatch
     import run_all
 
     monkeypatch.setattr(run_all, "ROOT", tmp_path)
+    monkeypatch.setattr(run_all, "_profile_notebooks", lambda profile: ["01", "02"])  # the fake profile's two notebooks
     run = {"started": "2026-12-02T07:14:18", "cold_cache": True, "commit": "abcdef1"}
     _executed(tmp_path, "default", [{**run, "duration_s": 30.0}, {**run, "duration_s": 90.0}])
     sec = run_all.cold_run("default")
@@ -322,3 +338,15 @@ def test_cold_run_times_one_cold_run_and_refuses_a_mixture(tmp_path, monkeypatch
     _executed(tmp_path, "mixed", [{**run, "duration_s": 30.0}, {**run, "started": "later", "duration_s": 9.0}])
     mixed = run_all.cold_run("mixed")
     assert not mixed["cold"] and "more than one run" in report.default_cold(mixed)
+
+
+def test_a_default_run_in_progress_is_not_reported_as_a_cold_time(tmp_path):
+    path = tmp_path / "README.md"
+    sec = {"one_run": True, "cold": True, "started": "2026-01-01T00:00:00", "commit": "abc1234",
+           "durations_s": {"01_data": 24.5}, "total_s": 24.5, "notebooks_expected": 7}
+    report.write({"default_cold": sec}, path)
+    text = _section(path.read_text(), "## The default profile, cold")
+    assert "notebooks 01 of the profile's 7" in text and "(met)" not in text
+    report.write({"default_cold": {**sec, "durations_s": {f"0{i}_x": 10.0 for i in range(1, 8)}, "total_s": 70.0}},
+                 path)
+    assert "(met)" in _section(path.read_text(), "## The default profile, cold")  # all 7: a cold time, judged

@@ -192,10 +192,14 @@ def test_drift_vs_alignment_rank_correlation():
     assert v.spearman == pytest.approx(-1.0) and v.share_alignment_up == pytest.approx(0.5)
 
 
-def test_umap_layers_are_clipped():
-    assert D.umap_layers([0, 6, 99], 13, "cls") == [1, 6, 12]
-    assert D.umap_layers([0, 6, 99, 12], 13, "mean") == [0, 6, 12]
+def test_umap_layers_are_checked_never_replaced():
+    assert D.umap_layers([12, 6, 1, 6], 13, "cls") == [1, 6, 12]
+    assert D.umap_layers([0, 6, 12], 13, "mean") == [0, 6, 12]
     assert D.umap_layers([], 13, "cls") == [12]
+    with pytest.raises(ValueError, match=r"\[99\] are not scored for mean pooling; valid: 0..12"):
+        D.umap_layers([6, 99], 13, "mean")
+    with pytest.raises(ValueError, match=r"\[0\] are not scored for cls pooling; valid: 1..12"):
+        D.umap_layers([0, 6], 13, "cls")
 
 
 def test_umap_points_plumbing(reps, monkeypatch):

@@ -232,7 +232,9 @@ def test_cache_hit_never_loads_the_model(tokenizer, cache):
     assert len(files) == 1 and files[0].parent.name == "pre" and files[0].name.startswith("en-")
     arrays, meta = X.load_representations(files[0])
     assert meta["state"] == "pre" and meta["n_items"] == 15 and meta["shape"]["cls"] == [3, 15, 32]
-    assert X.disk_usage() == X.disk_usage("pre") == files[0].stat().st_size > 3 * 15 * 32 * 4 * 2
+    sidecar = files[0].with_name(files[0].name + ".sha256")  # its recorded size and SHA-256
+    assert X.disk_usage() == X.disk_usage("pre") == files[0].stat().st_size + sidecar.stat().st_size
+    assert files[0].stat().st_size > 3 * 15 * 32 * 4 * 2
     assert X.disk_usage("post") == 0
     # anything that changes the content changes the key: other items, length or dtype
     for kwargs, frame in [({}, items(15, seed=9)), (dict(max_length=16), df), (dict(dtype=np.float16), df)]:

@@ -378,7 +378,7 @@ def test_evaluate_cached_and_languages(trained, monkeypatch):
         assert list(table.columns) == ["id", "label", "pred", "correct"]
         assert table["id"].tolist() == df["id"].tolist()
         assert (table["correct"] == (table["pred"] == table["label"])).all()
-    files = sorted(p.name for p in (paths.evaluations_cache() / trained.name).iterdir())
+    files = sorted(p.name for p in (paths.evaluations_cache() / trained.name).glob("*.csv"))
     assert [f.split("-")[0] for f in files] == ["xx", "yy"]
     def no_reload(ckpt_dir):
         raise RuntimeError("reloaded a cached evaluation")

@@ -26,8 +26,8 @@ def _cells(nb: Path) -> list[dict]:
     return json.loads(nb.read_text())["cells"]
 
 
-def test_all_six_notebooks_exist():
-    assert [nb.name[:2] for nb in NOTEBOOKS] == ["01", "02", "03", "04", "05", "06"]
+def test_all_seven_notebooks_exist():
+    assert [nb.name[:2] for nb in NOTEBOOKS] == ["01", "02", "03", "04", "05", "06", "07"]
 
 
 @pytest.mark.parametrize("nb", NOTEBOOKS, ids=lambda p: p.name)
@@ -60,7 +60,7 @@ def test_smoke_profile_runs_the_whole_sequence(tmp_path):
                           capture_output=True, text=True, timeout=1500)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     executed = sorted((out / "notebooks" / "executed" / "smoke").glob("*.ipynb"))
-    assert [p.name[:2] for p in executed] == ["01", "02", "03", "04", "05", "06"]
+    assert [p.name[:2] for p in executed] == ["01", "02", "03", "04", "05", "06", "07"]
     for p in executed:
         nb = json.loads(p.read_text())
         meta = nb["metadata"]["xldrift"]
@@ -82,7 +82,7 @@ def test_smoke_profile_runs_the_whole_sequence(tmp_path):
     again = subprocess.run([sys.executable, str(ROOT / "run_study.py"), "--profile", "smoke"], cwd=ROOT, env=env,
                            capture_output=True, text=True, timeout=300)
     assert again.returncode == 0, again.stderr[-3000:]
-    assert "profile smoke: all 6 notebooks are current" in again.stdout, again.stdout
+    assert "profile smoke: all 7 notebooks are current" in again.stdout, again.stdout
     assert {p: p.read_bytes() for p in executed} == before
     res = out / "results" / "smoke"
     # the golden test: the numbers equal the committed reference tables (tests/golden.py says how closely)

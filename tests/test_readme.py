@@ -50,10 +50,17 @@ def claims_table(text: str) -> tuple[list[str], dict[str, list[str]]]:
     return profiles, body
 
 
-def committed_verdicts(profile: str) -> dict[str, str]:
-    """Verdict per claim letter from ``results/<profile>/claims.csv`` and ``intervention_verdict.csv``."""
+PAPER_COLUMN = "as the paper computes it"
+
+
+def committed_verdicts(profile: str, paper: bool = False) -> dict[str, str]:
+    """Verdict per claim letter from ``results/<profile>/claims.csv`` and ``intervention_verdict.csv``.
+
+    With ``paper``, claims (a)-(c) come from ``claims_paper.csv`` (notebook 05's reading as the paper computes
+    it); claim (d) has one reading.
+    """
     out: dict[str, str] = {}
-    for name in ("claims.csv", "intervention_verdict.csv"):
+    for name in ("claims_paper.csv" if paper else "claims.csv", "intervention_verdict.csv"):
         path = ROOT / "results" / profile / name
         if path.is_file():
             t = pd.read_csv(path)
@@ -73,12 +80,23 @@ def test_claims_table_parser_reads_profiles_and_cells():
         claims_table("| claim | X (`full`) |\n| --- | --- |\n| (a) x | mixed | extra |")
 
 
+def paper_columns(text: str) -> list[bool]:
+    """Per profile column of the claims table: does its header say it is read as the paper computes it?"""
+    header = next(ln for ln in text.splitlines() if ln.startswith("| claim |"))
+    return [PAPER_COLUMN in cell for cell in _cells(header)[1:]]
+
+
 def test_readme_verdicts_match_the_committed_results():
-    profiles, body = claims_table(README.read_text())
+    text = README.read_text()
+    profiles, body = claims_table(text)
     assert set(body) == {"a", "b", "c", "d"}, f"the claims table must have rows (a)-(d), has {sorted(body)}"
+    paper = paper_columns(text)
+    assert any(paper), f"the claims table needs a column {PAPER_COLUMN!r}"
     for i, profile in enumerate(profiles):
-        verdicts = committed_verdicts(profile)
+        verdicts = committed_verdicts(profile, paper=paper[i])
         assert verdicts, f"README's claims table names {profile!r}, but results/{profile}/ has no claims"
+        assert not paper[i] or (ROOT / "results" / profile / "claims_paper.csv").is_file(), (
+            f"README reads {profile!r} as the paper computes it, but results/{profile}/claims_paper.csv is missing")
         for letter, cells in body.items():
             said = VERDICT.match(cells[i])
             assert said, f"claim ({letter}), {profile}: cell {cells[i]!r} must start with a verdict"
@@ -93,6 +111,12 @@ def test_readme_links_and_figures_exist():
     assert len(targets) >= 10, f"expected the README to link its figures and results, found {len(targets)} links"
     missing = sorted({t for t in targets if not (ROOT / t).exists()})
     assert not missing, f"README links to files that are not in the repository: {missing}"
+
+
+def test_paper_column_is_recognised():
+    text = "| claim | X (`full`) | X as the paper computes it (`full`) |\n| --- | --- | --- |\n| (a) x | mixed | supported |"
+    assert claims_table(text)[0] == ["full", "full"]
+    assert paper_columns(text) == [False, True]
 
 
 def test_readme_names_the_commit_each_published_profile_ran_at():

@@ -29,7 +29,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from xldrift import claims, stats, typology
+from xldrift import claims, paper, precomputed, stats, typology
 
 log = logging.getLogger(__name__)
 
@@ -405,3 +405,124 @@ def findings(corr: pd.DataFrame, verdicts: pd.DataFrame, grid: pd.DataFrame, var
         out.append(f"Claim ({v.claim}) {v.statement} Verdict: {v.verdict}; the same verdict in "
                    f"{int((col == v.verdict).sum())} of {len(col)} variants ({' × '.join(keys)}).")
     return out
+
+
+# -- the paper's reading (sections 13-18) -------------------------------------------------
+def placeholder_report(pre_table: pd.DataFrame, pre_coverage: pd.DataFrame, pairs_all: pd.DataFrame,
+                       families: Mapping[str, str], sources: Sequence[str] = ()) -> pd.DataFrame:
+    """Placeholder rows (:func:`xldrift.precomputed.placeholders`) in every distance database.
+
+    Args:
+        pre_table: :func:`xldrift.precomputed.load_table` (checked over all its
+            languages, families from URIEL's ``fam``).
+        pre_coverage: :func:`xldrift.precomputed.coverage` for the task languages.
+        pairs_all: a :func:`xldrift.typology.distance_table` frame (task codes).
+        families: task code -> family (``languages.csv``), for ``pairs_all``.
+        sources: the source languages. Where ``pairs_all`` holds only pairs
+            with a source, a zero distance says nothing about the source's own
+            row (it has a distance to every language), so sources are not
+            flagged there; the partner is.
+
+    Returns:
+        ``database, kind, language, rule, detail, task_codes``: ``language`` in
+        the database's codes; ``task_codes`` the task languages it concerns
+        (comma-separated, ``""`` if none).
+    """
+    isos = precomputed.table_languages(pre_table)
+    pre = precomputed.placeholders(pre_table, typology.top_families(isos))
+    users = pre_coverage[pre_coverage["used_code"] != ""].groupby("used_code")["task_code"].apply(
+        lambda s: ", ".join(sorted(s)))
+    parts = [pre.assign(database=precomputed.DATABASE, task_codes=pre["language"].map(users).fillna(""))]
+    for db, g in pairs_all.groupby("database", sort=False):
+        f = precomputed.placeholders(g, families)
+        if sources and (g["lang_a"].isin(sources) | g["lang_b"].isin(sources)).all():
+            f = f[~f["language"].isin(sources)]
+        parts.append(f.assign(database=db, task_codes=f["language"]))
+    cols = ["database", "kind", "language", "rule", "detail", "task_codes"]
+    return pd.concat(parts, ignore_index=True)[cols]
+
+
+def flagged_by_database(flags: pd.DataFrame) -> dict[str, dict[str, list[str]]]:
+    """Database -> kind -> flagged task codes, from :func:`placeholder_report` (only kinds with task codes)."""
+    out: dict[str, dict[str, list[str]]] = {}
+    for (db, kind), g in flags[flags["task_codes"] != ""].groupby(["database", "kind"], sort=False):
+        codes = sorted({c.strip() for s in g["task_codes"] for c in s.split(",") if c.strip()})
+        out.setdefault(db, {})[kind] = codes
+    return out
+
+
+def n_text(rows: pd.DataFrame) -> str:
+    """``"14"`` or ``"9-14"``: the range of ``n`` over the rows."""
+    return _n_range(rows)
+
+
+def starred(rows: pd.DataFrame, columns: Sequence[str] = ("x", "languages"), p: str = "p") -> pd.DataFrame:
+    """Pearson/Spearman r as text with the paper's stars (* p <= .05, ** p <= .01), one column per layer (AVG last).
+
+    Args:
+        rows: correlation rows of one method (``x, layer, r`` and ``p``).
+        columns: the keys that make a table row (those present are used).
+        p: which p the stars follow (the paper's: the unadjusted analytic ``p``).
+    """
+    keys = [c for c in columns if c in rows.columns and c != "layer"]
+    d = rows.assign(col=rows["layer"].map(lambda v: "AVG" if pd.isna(v) else f"{int(v)}"),
+                    cell=[("" if not np.isfinite(r) else f"{r:+.2f}{paper.stars(q)}")
+                          for r, q in zip(rows["r"].to_numpy(float), rows[p].to_numpy(float))])
+    cols = [str(c) for c in sorted(int(v) for v in d["layer"].dropna().unique())]
+    cols += ["AVG"] if d["layer"].isna().any() else []
+    out = d.pivot_table(index=keys, columns="col", values="cell", aggfunc="first")
+    return out.reindex(columns=[c for c in cols if c in out.columns]).reset_index().rename_axis(columns=None)
+
+
+def paper_findings(claims_paper: pd.DataFrame, verdicts: pd.DataFrame, steps: pd.DataFrame,
+                   flags: pd.DataFrame) -> list[str]:
+    """Sentences on the paper's reading: its verdicts next to ours, what moves them, the placeholder rows."""
+    ours = dict(zip(verdicts["claim"], verdicts["verdict"]))
+    out = [f"Claim ({c}) as the paper computes it: {v}; in our reading: {ours.get(c, 'not evaluated')}."
+           for c, v in zip(claims_paper["claim"], claims_paper["verdict"])]
+    moves = [f"({m['claim']}) {m['before']} -> {m['after']} at step {m['step']} ({m['change']})"
+             for m in paper.moved(steps).to_dict("records")]
+    out.append("Verdicts that change on the way: " + ("; ".join(moves) if moves else "none") + ".")
+    task = flags[flags["task_codes"] != ""]
+    for db, g in task.groupby("database", sort=False):
+        out.append(f"{db}: placeholder rows among the task languages in " + "; ".join(
+            f"{k} ({', '.join(sorted({c.strip() for s in h['task_codes'] for c in s.split(',')}))})"
+            for k, h in g.groupby("kind", sort=False)) + ".")
+    if task.empty:
+        out.append("No task language has a placeholder row in any database.")
+    return out
+
+
+def placeholder_effect(pairs: pd.DataFrame, flagged: Mapping[str, Mapping[str, Sequence[str]]],
+                       variant: Mapping[str, str], *, n_perm: int, seed: int = 0) -> pd.DataFrame:
+    """Each of our distance cells that a flagged language enters, with and without that language.
+
+    Args:
+        pairs: :func:`xldrift.stats.pair_table` of our reading.
+        flagged: database -> kind -> flagged task codes (databases not in
+            ``pairs`` are ignored).
+        variant: pooling and metric to report (distance vs impact); distance vs
+            accuracy is reported for every flagged kind.
+        n_perm, seed: as in :func:`xldrift.stats.correlation_table`.
+
+    Returns:
+        ``x, y, layer, database, method`` and for ``all`` and ``without``
+        (placeholder languages dropped) ``r``, ``p_perm`` and ``n``; empty if
+        nothing is flagged. ``p_perm`` is not family-adjusted here.
+    """
+    keys = ["x", "y", "layer", "database", "method"]
+    cols = keys + ["r_all", "p_perm_all", "n_all", "r_without", "p_perm_without", "n_without"]
+    parts = []
+    for db, kinds in flagged.items():
+        cells = pairs[(pairs["database"] == db) & pairs["x"].isin([f"distance:{k}" for k in kinds])]
+        cells = cells[(cells["y"] == "accuracy") | (cells["pooling"].eq(variant["pooling"])
+                                                    & cells["metric"].eq(variant["metric"]))]
+        if cells.empty:
+            continue
+        both = []
+        for name, g in (("all", cells), ("without", paper.drop_languages(cells, kinds, db))):
+            t = stats.correlation_table(g, methods=["pearson", "spearman"], partial=False, n_perm=n_perm, n_boot=0,
+                                        seed=seed)
+            both.append(t[keys + ["r", "p_perm", "n"]].rename(columns={c: f"{c}_{name}" for c in ("r", "p_perm", "n")}))
+        parts.append(both[0].merge(both[1], on=keys, how="left"))
+    return pd.concat(parts, ignore_index=True)[cols] if parts else pd.DataFrame(columns=cols)

@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from xldrift import datacheck
 from xldrift.languages import XNLI_LANGUAGES
 from xldrift.paths import ROOT
 
@@ -187,7 +188,9 @@ def _read_text(path: Path) -> str:
 def _read_tsv(path: Path, n_fields: int, header: bool) -> list[list[str]]:
     if not path.is_file():
         raise DataError(f"missing data file: {path}")
-    with io.StringIO(_read_text(path), newline="") as f:
+    text = _read_text(path)
+    datacheck.inspect_text(path, text, header=header)  # empty, BOM, line endings: named before parsing
+    with io.StringIO(text, newline="") as f:
         rows = list(csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE))
     if header:
         rows = rows[1:]
@@ -284,22 +287,8 @@ def check_parallel(frames: dict[str, pd.DataFrame], task: str, split: str) -> No
     """Same row count, identical labels and premise-group boundaries everywhere.
 
     Raises:
-        DataError: naming the file of the first offending language and its first bad row.
+        DataError: naming the file of the language that disagrees with the
+            majority, the first row where it differs and what differs.
     """
-    if not frames:
-        return
-    ref_lang, ref = next(iter(frames.items()))
-    for lang, df in frames.items():
-        where = data_file(task, lang, split) or f"{HUB_IDS[task]}:{lang}:{split}"
-        if len(df) != len(ref):
-            raise DataError(
-                f"{where}: {len(df)} rows but {ref_lang} has {len(ref)}; the {task} {split} files must be parallel "
-                f"(truncated file?); first missing row: {min(len(df), len(ref)) + 1}"
-            )
-        for col in ("label", "group"):
-            bad = np.flatnonzero(df[col].to_numpy() != ref[col].to_numpy())
-            if bad.size:
-                what = "label" if col == "label" else "premise-group boundary"
-                raise DataError(
-                    f"{where}: row {bad[0] + 1} differs from {ref_lang} in its {what}; the files are not parallel"
-                )
+    datacheck.check_parallel(frames, lambda lang: data_file(task, lang, split) or f"{HUB_IDS[task]}:{lang}:{split}",
+                             task, split)

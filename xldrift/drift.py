@@ -405,10 +405,17 @@ def findings(impact: pd.DataFrame, change: pd.DataFrame, metric: str) -> list[st
 
 # -- UMAP of item representations ---------------------------------------------------------
 def umap_layers(requested: Iterable[int], n_layers: int, pooling: str) -> list[int]:
-    """``requested`` clipped to the layers scored for ``pooling``, sorted, without duplicates."""
+    """``requested`` sorted and without duplicates; the last layer when nothing is requested.
+
+    Raises:
+        ValueError: a layer that is not scored for ``pooling`` (never silently replaced by another).
+    """
     valid = layers_for(pooling, n_layers)
-    kept = sorted({min(max(int(layer), valid.start), valid.stop - 1) for layer in requested})
-    return kept or [valid.stop - 1]
+    requested = [int(layer) for layer in requested]
+    bad = [layer for layer in requested if layer not in valid]
+    if bad:
+        raise ValueError(f"umap_layers {bad} are not scored for {pooling} pooling; valid: {valid.start}..{valid.stop - 1}")
+    return sorted(set(requested)) or [valid.stop - 1]
 
 
 def umap_points(index: pd.DataFrame, layers: Sequence[int], pooling: str, *, max_points: int = 900,

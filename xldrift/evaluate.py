@@ -4,7 +4,10 @@ Predictions of a checkpoint on a language's items are cached under
 ``paths.evaluations_cache()/<checkpoint name>/<lang>-<hash>.csv`` (columns
 ``id, label, pred, correct``), the hash covering the items, their texts, the
 maximum length and the checkpoint's run id, so re-runs skip finished work and
-a retrained checkpoint never reuses stale predictions.
+a retrained checkpoint never reuses stale predictions. Each file's size and
+SHA-256 are recorded beside it (``<file>.sha256``) and checked when it is read,
+and its rows must be exactly the items asked for; a file that fails either is
+moved aside and recomputed (:mod:`xldrift.cachecheck`).
 """
 
 from __future__ import annotations
@@ -20,12 +23,14 @@ import torch
 from tqdm.auto import tqdm
 from transformers import DataCollatorWithPadding
 
-from xldrift import io, paths
+from xldrift import cachecheck, io, locks, paths
 from xldrift.classifier import EncoderClassifier, check_frame, encode
 from xldrift.finetune import load_classifier, set_threads
 from xldrift.models import compute_device
 
 logger = logging.getLogger(__name__)
+
+PREDICTION_COLUMNS = ["id", "label", "pred", "correct"]
 
 
 def predict_logits(model: EncoderClassifier, tokenizer: Any, df: pd.DataFrame, *, batch_size: int = 64,
@@ -174,20 +179,80 @@ def evaluate_languages(ckpt_dir: str | Path, frames: Mapping[str, pd.DataFrame],
     results: dict[str, pd.DataFrame] = {}
     for lang, df in tqdm(frames.items(), desc="languages", disable=not progress or len(frames) < 2):
         target = _cache_file(ckpt_dir, lang, df, max_length, manifest.get("run_id", ""))
-        if target.is_file() and not force:
-            results[lang] = pd.read_csv(target)
+        if not force and (cached := _read_cached(target, df, num_labels)) is not None:
+            results[lang] = cached
             continue
-        if loaded is None:
-            set_threads()
-            tokenizer, model = load_classifier(ckpt_dir)
-            loaded = tokenizer, model.to(compute_device())
-        tokenizer, model = loaded
-        pred = predict(model, tokenizer, df, batch_size=batch_size, max_length=max_length, progress=progress)
-        label = df["label"].astype(int).to_numpy()
-        table = pd.DataFrame({"id": df["id"].astype(int).to_numpy(), "label": label, "pred": pred,
-                              "correct": pred == label})
-        io.write_csv(table, target)
+        with locks.entry_lock(target, "predictions"):
+            if not force and (cached := _read_cached(target, df, num_labels)) is not None:
+                results[lang] = cached
+                continue
+            if loaded is None:
+                set_threads()
+                tokenizer, model = load_classifier(ckpt_dir)
+                loaded = tokenizer, model.to(compute_device())
+            tokenizer, model = loaded
+            pred = predict(model, tokenizer, df, batch_size=batch_size, max_length=max_length, progress=progress)
+            label = df["label"].astype(int).to_numpy()
+            table = pd.DataFrame({"id": df["id"].astype(int).to_numpy(), "label": label, "pred": pred,
+                                  "correct": pred == label})
+            io.write_csv(table, target)
+            cachecheck.seal_file(target)
         logger.info("%s on %s: accuracy %.4f over %d items", ckpt_dir.name, lang, table["correct"].mean(),
                      len(table))
         results[lang] = table
     return results
+
+
+def prediction_problem(table: pd.DataFrame, df: pd.DataFrame, num_labels: int) -> str | None:
+    """Why a predictions table does not hold exactly ``df``'s items, or None when it does.
+
+    The table must have the columns ``id, label, pred, correct``, one row per
+    item of ``df`` in its order with the same ids and labels, predictions in
+    ``[0, num_labels)`` and ``correct == (pred == label)``.
+    """
+    if list(table.columns) != PREDICTION_COLUMNS:
+        return f"columns {list(table.columns)}, expected {PREDICTION_COLUMNS}"
+    if len(table) != len(df):
+        return f"{len(table)} rows for {len(df)} items"
+    ids = df["id"].astype(int).to_numpy()
+    try:
+        got = {c: table[c].to_numpy(dtype=np.int64) for c in ("id", "label", "pred")}
+    except (TypeError, ValueError):
+        return "non-integer ids, labels or predictions"
+    bad = np.flatnonzero(got["id"] != ids)
+    if bad.size:
+        return f"row {bad[0] + 1} holds item {got['id'][bad[0]]}, expected {ids[bad[0]]}"
+    bad = np.flatnonzero(got["label"] != df["label"].astype(int).to_numpy())
+    if bad.size:
+        return f"row {bad[0] + 1} (item {ids[bad[0]]}) has label {got['label'][bad[0]]}, the data say otherwise"
+    if ((got["pred"] < 0) | (got["pred"] >= num_labels)).any():
+        return f"predictions outside 0..{num_labels - 1}"
+    if table["correct"].dtype != bool or not (table["correct"].to_numpy() == (got["pred"] == got["label"])).all():
+        return "the 'correct' column does not equal pred == label"
+    return None
+
+
+def _read_cached(target: Path, df: pd.DataFrame, num_labels: int) -> pd.DataFrame | None:
+    """The cached predictions at ``target`` if they verify and hold ``df``'s items; else None.
+
+    A file that fails (size or SHA-256 against its record, unreadable, or rows
+    that are not the items) is moved aside with a notice, to be recomputed.
+    """
+    if not target.is_file():
+        return None
+    why = cachecheck.check_file(target)
+    table = None
+    if why is None:
+        try:
+            table = pd.read_csv(target)
+        except (OSError, ValueError, pd.errors.ParserError) as err:
+            why = f"unreadable ({type(err).__name__}: {err})"
+    if why is None:
+        why = prediction_problem(table, df, num_labels)
+        why = None if why is None else f"{target}: {why}"
+    if why is not None:
+        cachecheck.quarantine(target, why if str(target) in why else f"{target}: {why}")
+        return None
+    if cachecheck.file_record(target) is None:
+        cachecheck.seal_file(target)  # made before records existed, and sound
+    return table

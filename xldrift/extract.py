@@ -24,7 +24,10 @@ Cache: one safetensors file per (model state, language) under
 ``representations_cache()/<state>/<lang>-<key>.safetensors``, the key hashing
 the item ids, the texts, ``max_length``, the poolings and the storage dtype.
 Files are written atomically with their metadata (shapes, key, model state,
-a fingerprint of the weights) in the safetensors header. A language of at
+a fingerprint of the weights) in the safetensors header, and their size and
+SHA-256 beside them (``<file>.sha256``), verified when read; a damaged file is
+moved aside and recomputed, and one process computes an entry while another
+that needs it waits (:mod:`xldrift.cachecheck`, :mod:`xldrift.locks`). A language of at
 least ``chunk_min_items`` items is computed in chunks of ``chunk_size`` items,
 each saved atomically, then merged: a run killed mid-language loses at most
 one chunk, and because the chunking is the same whether or not a run was
@@ -57,7 +60,7 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from xldrift import paths
+from xldrift import cachecheck, locks, paths
 from xldrift.io import atomic_path, stable_hash
 
 logger = logging.getLogger(__name__)
@@ -327,12 +330,21 @@ def _write(path: Path, arrays: Mapping[str, np.ndarray], meta: dict[str, Any]) -
     with atomic_path(path) as tmp:
         save_file({p: np.ascontiguousarray(a) for p, a in arrays.items()}, str(tmp),
                   metadata={_META_KEY: json.dumps(meta, sort_keys=True, default=str)})
+    cachecheck.seal_file(path)
 
 
 def load_representations(path: str | Path, poolings: Sequence[str] | None = None
                          ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-    """Read a cache file: ``({pooling: (L+1, n_items, hidden)}, metadata)``."""
+    """Read a cache file: ``({pooling: (L+1, n_items, hidden)}, metadata)``.
+
+    The file is verified against its recorded size and SHA-256 first.
+
+    Raises:
+        CacheEntryError: the file is missing or damaged (it is moved aside; notebook 03 makes it again).
+    """
     from safetensors import safe_open
+
+    cachecheck.require_file(Path(path), "representations file", "notebook 03")
 
     with safe_open(str(path), framework="np") as f:
         meta = json.loads((f.metadata() or {}).get(_META_KEY, "{}"))
@@ -342,12 +354,12 @@ def load_representations(path: str | Path, poolings: Sequence[str] | None = None
 def _read(path: Path, *, key: str, poolings: Sequence[str], n: int, weights: str | None = None
           ) -> dict[str, np.ndarray] | None:
     """A cache file's arrays if it is the expected entry, else None (to recompute)."""
-    if not path.is_file():
-        return None
+    if not cachecheck.usable_file(path, cachecheck.safetensors_problem):
+        return None  # absent, or damaged and moved aside (with a notice)
     try:
         arrays, meta = load_representations(path, poolings)
     except Exception as err:  # a damaged file is recomputed, never trusted
-        logger.warning("ignoring unreadable cache file %s (%s)", path, err)
+        cachecheck.quarantine(path, f"{path}: unreadable ({type(err).__name__}: {err})")
         return None
     if meta.get("key") != key or (weights is not None and meta.get("weights") != weights):
         return None
@@ -412,6 +424,20 @@ def _cached_one(state: str, lazy: _LazyModel, lang: str, df: pd.DataFrame, *, po
     key, n = path.stem.rsplit("-", 1)[1], len(df)
     if not force and (arrays := _read(path, key=key, poolings=poolings, n=n)) is not None:
         return arrays, None
+    # one process computes an entry; another that needs it waits here, then reads it
+    with locks.entry_lock(path, "representations"):
+        if not force and (arrays := _read(path, key=key, poolings=poolings, n=n)) is not None:
+            return arrays, None
+        return _compute_one(state, lazy, lang, df, path, key, poolings=poolings, batch_size=batch_size,
+                            max_length=max_length, dtype=dtype, force=force, progress=progress,
+                            chunk_size=chunk_size, chunk_min_items=chunk_min_items)
+
+
+def _compute_one(state: str, lazy: _LazyModel, lang: str, df: pd.DataFrame, path: Path, key: str, *,
+                 poolings: tuple[str, ...], batch_size: int, max_length: int, dtype: Any, force: bool,
+                 progress: bool, chunk_size: int, chunk_min_items: int) -> tuple[dict[str, np.ndarray], float]:
+    """Compute and write one entry; the caller holds its entry lock."""
+    n = len(df)
     tokenizer, model = lazy.get()
     _check_model(model, max_length)
     other = state_fingerprints(state) - {lazy.fingerprint}

@@ -40,13 +40,15 @@ from safetensors.torch import load_file, save_file
 from transformers import DataCollatorWithPadding, Trainer, TrainerCallback, TrainingArguments
 from transformers.trainer_callback import PrinterCallback
 
-from xldrift import io, paths
+from xldrift import cachecheck, io, locks, paths
 # re-exported: these lived here before xldrift.classifier existed
 from xldrift.classifier import POOLINGS, EncoderClassifier, check_frame, encode, encoder_blocks, freeze  # noqa: F401
 
 logger = logging.getLogger(__name__)
 
 HEAD_FILE = "head.safetensors"
+# the notebooks that fine-tune checkpoints, named when a damaged one must be made again
+PRODUCERS = "notebook 02 (or 06 for frozen-layer runs)"
 HISTORY_FILE = "history.csv"
 THREADS_ENV = "XLDRIFT_THREADS"
 
@@ -307,11 +309,10 @@ def _train(cfg: FinetuneConfig, model: EncoderClassifier, tokenizer: Any, train_
 
 def _remove_stale_temps(target: Path) -> None:
     # A killed process cannot clean up after itself; its half-built sibling is useless.
-    # both temp-name styles io.atomic_dir has used
-    for pattern in (f".tmp-{target.name}.*", f".{target.name}.*.tmp"):
-        for stale in target.parent.glob(pattern):
-            logger.warning("removing %s, left by an interrupted run", stale)
-            shutil.rmtree(stale, ignore_errors=True)
+    # Only temporaries whose owner is gone are removed (their names carry its pid).
+    for stale in locks.stale_temps(target):
+        logger.warning("removing %s, left by an interrupted run", stale)
+        shutil.rmtree(stale, ignore_errors=True)
 
 
 def finetune(cfg: FinetuneConfig, train_df: pd.DataFrame, val_df: pd.DataFrame | None, *,
@@ -320,9 +321,12 @@ def finetune(cfg: FinetuneConfig, train_df: pd.DataFrame, val_df: pd.DataFrame |
     """Fine-tune ``cfg.model`` on ``train_df`` (or reuse the cached checkpoint).
 
     Training is deterministic on CPU for a fixed seed and thread count; on GPU
-    cuDNN/cuBLAS kernels may differ slightly between runs. Temporary
-    directories left by a killed run of the same key are removed first, so one
-    key must not be trained by two processes at once.
+    cuDNN/cuBLAS kernels may differ slightly between runs. One process
+    trains a key at a time (an entry lock); another that needs the same key
+    waits and then reuses the checkpoint. A cached checkpoint is verified
+    against its recorded sizes and SHA-256 first; a damaged one is moved aside
+    and trained again. Temporary directories left by a killed run of the same
+    key are removed first.
 
     Args:
         cfg: the full configuration; ``cfg.data_fingerprint`` must equal
@@ -345,9 +349,20 @@ def finetune(cfg: FinetuneConfig, train_df: pd.DataFrame, val_df: pd.DataFrame |
         raise ValueError(f"cfg.data_fingerprint {cfg.data_fingerprint!r} does not match the data handed in "
                          f"({actual!r}); build it with data_fingerprint(train_df, val_df)")
     out = checkpoint_dir(cfg)
-    if io.is_complete(out) and not force:
+    if not force and cachecheck.usable_dir(out):
         logger.info("reusing fine-tuned checkpoint %s", out)
         return out
+    # one process trains a key; another that needs it waits here, then reuses it
+    with locks.entry_lock(out, "fine-tuned checkpoint"):
+        if not force and cachecheck.usable_dir(out):
+            logger.info("reusing fine-tuned checkpoint %s, made by another process", out)
+            return out
+        return _finetune_locked(cfg, out, train_df, val_df, progress=progress, callbacks=callbacks)
+
+
+def _finetune_locked(cfg: FinetuneConfig, out: Path, train_df: pd.DataFrame, val_df: pd.DataFrame | None, *,
+                     progress: bool, callbacks: Sequence[TrainerCallback]) -> Path:
+    """Train and save ``cfg``'s checkpoint into ``out``; the caller holds its entry lock."""
     from xldrift.models import load_encoder
 
     threads = set_threads()
@@ -365,8 +380,9 @@ def finetune(cfg: FinetuneConfig, train_df: pd.DataFrame, val_df: pd.DataFrame |
         _save(model, tokenizer, tmp)
         io.write_csv(hist, tmp / HISTORY_FILE)
         steps = trainer.state.global_step
+        files = cachecheck.seal_dir(tmp)  # sizes and SHA-256, checked whenever the checkpoint is read
         io.write_manifest(tmp, {
-            "config": asdict(cfg), "key": cfg.key(), "run_id": uuid.uuid4().hex,
+            **files, "config": asdict(cfg), "key": cfg.key(), "run_id": uuid.uuid4().hex,
             "pooling": cfg.pooling, "dropout": cfg.dropout, "num_labels": cfg.num_labels,
             "hidden_size": encoder.config.hidden_size, "parameters": counts,
             "train_items": len(train_df), "val_items": 0 if val_df is None else len(val_df),
@@ -398,12 +414,23 @@ def _save(model: EncoderClassifier, tokenizer: Any, directory: Path) -> None:
     save_file(head, str(directory / HEAD_FILE))
 
 
+def encoder_dir(ckpt_dir: str | Path) -> Path:
+    """The ``encoder/`` folder of a checkpoint, after verifying the checkpoint's files.
+
+    Raises:
+        CacheEntryError: the checkpoint is missing, incomplete or damaged (it is moved aside).
+    """
+    cachecheck.require_dir(Path(ckpt_dir), "fine-tuned checkpoint", PRODUCERS)
+    return Path(ckpt_dir) / "encoder"
+
+
 def load_classifier(ckpt_dir: str | Path) -> tuple[Any, EncoderClassifier]:
     """Load a complete checkpoint as ``(tokenizer, EncoderClassifier)`` in eval mode."""
     ckpt_dir = Path(ckpt_dir)
     manifest = io.read_manifest(ckpt_dir)
     if manifest is None:
         raise ValueError(f"{ckpt_dir} is not a complete fine-tuned checkpoint (no manifest.json)")
+    cachecheck.require_dir(ckpt_dir, "fine-tuned checkpoint", PRODUCERS)
     from xldrift.models import load_encoder
 
     tokenizer, encoder = load_encoder(str(ckpt_dir / "encoder"))

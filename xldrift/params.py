@@ -110,6 +110,10 @@ SCHEMA: dict[str, Spec] = {
     "freeze_database": Spec(str, lambda v: v in DATABASES, f"one of {DATABASES}"),
     "random_draws": Spec(int, _ints(0, 100), "an integer in [0, 100]"),
     "conditions": Spec(list, _list_of(str, ("targeted", "random", "lowest")), "a subset of targeted/random/lowest"),
+    "heatmap_layers": Spec(list, _list_of(int), "a non-empty list of layer indices"),
+    "compare_results": Spec(str, valid="a results folder (relative to the repository, or absolute), or '' for none"),
+    "intervention_source": Spec(str, valid="a language code among source_languages, or '' for the task's English",
+                                help="the source language of notebook 06's intervention runs"),
 }
 
 
@@ -174,6 +178,27 @@ def validate(params: dict[str, Any]) -> dict[str, Any]:
     if "task" in out or "target_languages" in out:
         check_languages(out)
     return out
+
+
+ENGLISH = {"xnli": "en", "sib200": "eng_Latn"}  #: each task's code for English
+
+
+def check_intervention_source(params: dict[str, Any]) -> str:
+    """The intervention's source language (notebook 06), which must be one of the fine-tuning sources.
+
+    The intervention fine-tunes one source; with several sources (the grid) it stays on
+    ``intervention_source`` (``""``: the task's English, :data:`ENGLISH`) rather than on
+    whichever source happens to be listed first.
+
+    Raises:
+        ParamError: ``intervention_source`` is not among ``source_languages``.
+    """
+    source = params.get("intervention_source") or ENGLISH.get(params.get("task", "xnli"), "")
+    sources = list(params.get("source_languages", []))
+    if source not in sources:
+        raise ParamError(f"intervention_source={source!r} is not among source_languages {sources}; the intervention "
+                         "re-fine-tunes a source that notebook 02 fine-tuned (set intervention_source to one of them)")
+    return source
 
 
 def resolve_targets(params: dict[str, Any]) -> list[str]:

@@ -635,3 +635,47 @@ def database_agreement(distances: pd.DataFrame, agreement: pd.DataFrame, ncols: 
     fig.suptitle("Agreement of the two databases (one point per language pair)", fontsize=10)
     fig.tight_layout()
     return fig
+
+
+def paper_vs_corrected(panels: list[tuple[str, pd.DataFrame, str]], title: str = ""):
+    """Distance-vs-impact heatmaps side by side on one colour scale, each starred by its own rule.
+
+    Args:
+        panels: ``(name, rows, p_column)`` per panel. ``rows`` hold ``x, layer,
+            r, n`` and ``p_column`` for one y, pooling, metric and method;
+            a row with an empty ``layer`` is the AVG column (impact averaged
+            over layers). Marks: * p <= .05, ** p <= .01 of ``p_column``
+            (the paper's unadjusted analytic p, or our Holm-adjusted
+            permutation p).
+    """
+    from matplotlib.colors import Normalize
+
+    if not panels:
+        raise ValueError("paper_vs_corrected needs at least one panel")
+    n_cols = max(r["layer"].nunique() + 1 for _, r, _ in panels)
+    n_rows = max(r["x"].nunique() for _, r, _ in panels)
+    fig, axes = plt.subplots(1, len(panels), figsize=(0.55 * n_cols * len(panels) + 2.5, 0.42 * n_rows + 1.8),
+                             squeeze=False, layout="constrained")
+    cmap = plt.get_cmap("RdBu_r").with_extremes(bad="#e0e0e0")
+    norm = Normalize(-1, 1)
+    for ax, (name, d, p) in zip(axes[0], panels):
+        d = d.assign(col=d["layer"].map(lambda v: "AVG" if pd.isna(v) else str(int(v))))
+        order = _ordered(d["x"])
+        cols = [str(c) for c in sorted(int(v) for v in d["layer"].dropna().unique())] + (
+            ["AVG"] if d["layer"].isna().any() else [])
+        r = d.pivot_table(index="x", columns="col", values="r", dropna=False).reindex(index=order, columns=cols)
+        pv = d.pivot_table(index="x", columns="col", values=p, dropna=False).reindex(index=order, columns=cols)
+        im = ax.imshow(np.ma.masked_invalid(r.to_numpy(float)), cmap=cmap, norm=norm, aspect="auto")
+        for (i, j), v in np.ndenumerate(r.to_numpy(float)):
+            if np.isfinite(v):
+                ax.text(j, i, f"{v:.2f}{_marks(pv.iat[i, j])}", ha="center", va="center", fontsize=6.5,
+                        color="white" if abs(v) > 0.6 else "black")
+        if "AVG" in cols:
+            ax.axvline(len(cols) - 1.5, color="black", lw=0.8)
+        ax.set_xticks(range(len(cols)), cols, fontsize=8)
+        ax.set_yticks(range(len(order)), [str(i).split(":")[-1] for i in order], fontsize=8)
+        ax.set(xlabel="layer", title=f"{name}\n({_n_text(d)}; marks: {p} <= .05 *, <= .01 **)")
+        ax.title.set_fontsize(8.5)
+    fig.colorbar(im, ax=axes[0].tolist(), shrink=0.8, label="Pearson r")
+    fig.suptitle(title, fontsize=10)
+    return fig

@@ -35,7 +35,7 @@ from typing import Any
 
 import yaml
 
-from xldrift import io, params, paths, provenance
+from xldrift import checks, io, locks, params, paths, provenance, runlog
 
 log = logging.getLogger(__name__)
 
@@ -146,6 +146,8 @@ def plan(profile: str, sets: dict[str, Any], only: list[str] | None, *,
             raise params.ParamError(f"--only: profile {profile} runs notebooks {', '.join(selected)} only, not {outside}")
         selected = sorted(set(only))
     nbs = [known[o] for o in selected]
+    if "06" in selected:  # only a run of the intervention needs its source among the fine-tuned ones
+        params.check_intervention_source(merged)
     if check_model:
         _check_model(merged["model"])
     return merged, nbs
@@ -205,7 +207,10 @@ def execute(profile: str, values: dict[str, Any], notebooks: list[Path], *, reru
     Each notebook is judged when its turn comes, after the earlier ones ran: a notebook whose
     inputs an earlier one rewrote with the same bytes stays current.
     """
-    judged = [] if rerun else [(nb, staleness(profile, nb, nb_parameters(nb, values))) for nb in notebooks]
+    judged = [] if rerun else [(nb, staleness(profile, nb, nb_parameters(nb, values))
+                                    or checks.cache_staleness(profile, nb)) for nb in notebooks]
+    # a notebook that runs and reads cache entries that are gone makes their producer run too
+    forced = checks.forced_by_cache(profile, notebooks, {nb.name[:2]: why for nb, why in judged}, rerun)
     if judged and all(why is None for _, why in judged):
         commits = sorted({provenance.short_commit((provenance.read_record(paths.executed_dir(profile) / nb.name) or {})
                                                   .get("commit")) for nb in notebooks})
@@ -215,7 +220,8 @@ def execute(profile: str, values: dict[str, Any], notebooks: list[Path], *, reru
         return 0
     run_info: dict[str, Any] | None = None  # one record of the run, taken when its first notebook starts
     for nb in notebooks:
-        why = "--rerun" if rerun else staleness(profile, nb, nb_parameters(nb, values))
+        why = ("--rerun" if rerun else staleness(profile, nb, nb_parameters(nb, values))
+               or checks.cache_staleness(profile, nb) or forced.get(nb.name[:2]))
         if why is None:
             print(f"{nb.name}: current, skipped")
             continue
@@ -241,11 +247,14 @@ def _with_record_cells(nb_path: Path, dest: Path) -> None:
     dest.write_text(json.dumps(nb, indent=1, ensure_ascii=False))
 
 
-def _without_record_cells(nb: dict[str, Any]) -> dict[str, list[str]]:
-    """Remove the injected cells from an executed notebook (in place); return what the last one reported."""
+def _without_record_cells(nb: dict[str, Any], *, completed: bool = True) -> dict[str, list[str]]:
+    """Remove the injected cells from an executed notebook (in place); return what the last one reported.
+
+    ``completed=False`` is for a notebook stopped by a failing cell: its last cell never ran.
+    """
     tags = lambda c: c.get("metadata", {}).get("tags", [])  # noqa: E731
     end = [c for c in nb["cells"] if provenance.END_TAG in tags(c)]
-    report = provenance.parse_end_output(end[0]["outputs"]) if end else {"modules": [], "reads": []}
+    report = provenance.parse_end_output(end[0]["outputs"]) if end and completed else {"modules": [], "reads": []}
     nb["cells"] = [c for c in nb["cells"] if not {provenance.BEGIN_TAG, provenance.END_TAG} & set(tags(c))]
     for c in nb["cells"]:  # the injected first cell took execution count 1
         if c["cell_type"] == "code" and c.get("execution_count"):
@@ -274,7 +283,7 @@ def _run_info(profile: str, values: dict[str, Any]) -> dict[str, Any]:
     """What every executed copy of one runner invocation records alike; written to ``config.json`` too."""
     info = {"profile": profile, "commit": git_commit(), "cold_cache": _cache_is_empty(),
             "python": sys.version.split()[0], "started": dt.datetime.now().isoformat(timespec="seconds")}
-    io.write_json({**info, "parameters": values}, paths.results_dir(profile) / "config.json")
+    runlog.write_run_config(paths.results_dir(profile) / "config.json", info, values)
     return info
 
 
@@ -288,6 +297,7 @@ def _execute(profile: str, values: dict[str, Any], notebooks: list[Path], run_in
     # the kernel runs in notebooks/; utils.py and the package live in the repository root
     os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(paths.ROOT), os.environ.get("PYTHONPATH")]))
     run_info = run_info or _run_info(profile, values)
+    notices = runlog.notices_file()
     for nb in notebooks:
         nb_params = nb_parameters(nb, values)
         target = out_dir / nb.name
@@ -299,14 +309,20 @@ def _execute(profile: str, values: dict[str, Any], notebooks: list[Path], run_in
         src = out_dir / f".tmp-{os.getpid()}-src-{nb.name}"
         tmp = out_dir / f".tmp-{os.getpid()}-{nb.name}"
         _with_record_cells(nb, src)
+        runlog.set_current(nb.name)
         try:
-            pm.execute_notebook(
-                str(src), str(tmp), parameters=nb_params, kernel_name=KERNEL, cwd=str(NOTEBOOKS),
-                progress_bar=False, log_output=False, report_mode=False,
-            )
+            with runlog.Relay(notices, prefix=f"{nb.name}: "):
+                pm.execute_notebook(
+                    str(src), str(tmp), parameters=nb_params, kernel_name=KERNEL, cwd=str(NOTEBOOKS),
+                    progress_bar=False, log_output=False, report_mode=False,
+                    kernel_manager_class=runlog.kernel_manager_class(notices.with_name("kernel.log")),
+                )
         except pm.PapermillExecutionError as e:
+            if e.ename == "KeyboardInterrupt":  # Ctrl-C reached the kernel first
+                tmp.unlink(missing_ok=True)
+                raise KeyboardInterrupt from None
             executed = json.loads(tmp.read_text())
-            _without_record_cells(executed)
+            _without_record_cells(executed, completed=False)
             failed.write_text(json.dumps(executed, indent=1, ensure_ascii=False) + "\n")
             tmp.unlink(missing_ok=True)
             print(f"FAILED: {nb.name}, cell {e.cell_index - 1} (execution count {e.exec_count - 1}): "
@@ -440,6 +456,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     try:
         values, nbs = plan(args.profile, parse_sets(args.sets), args.only.split(",") if args.only else None)
+        checks.run_checks(args.profile, values, nbs, only=bool(args.only))
     except params.ParamError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -447,7 +464,19 @@ def main(argv: list[str] | None = None) -> int:
     if args.check:
         print(json.dumps(values, indent=1))
         return 0
-    ensure_kernel()
-    if args.verify:
-        return verify(args.profile, values, nbs, warm=args.warm)
-    return execute(args.profile, values, nbs, rerun=args.rerun)
+    try:
+        lock = locks.profile_lock(args.profile).acquire()
+    except locks.LockedError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    try:
+        ensure_kernel()
+        if args.verify:
+            return verify(args.profile, values, nbs, warm=args.warm)
+        return execute(args.profile, values, nbs, rerun=args.rerun)
+    except KeyboardInterrupt:
+        runlog.stop_children()
+        print(runlog.interrupted_line(), file=sys.stderr)
+        return 130
+    finally:
+        lock.release()

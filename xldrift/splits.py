@@ -95,11 +95,43 @@ def select_items(
         if extra > len(spare):
             raise ValueError(
                 f"n_train={n_train} needs {extra} test premise groups beyond the dev file, "
-                f"but only {len(spare)} are left after eval and drift items"
+                f"but only {len(spare)} are left after eval and drift items; expected at most "
+                f"n_train={3 * (len(train_g) + len(spare))} with these n_val, n_eval and n_drift"
             )
         parts.append(_take(test, spare[:extra], "train", "test"))
     parts += [_take(test, eval_g, "eval", "test"), _take(test, drift_g, "drift", "test")]
     return pd.concat(parts, ignore_index=True)
+
+
+def select_shared_items(task: str, sources: list[str], **kwargs) -> pd.DataFrame:
+    """:func:`select_items` for several source languages: one item set that every source shares.
+
+    The roles are drawn by premise group and item id, which the parallel files share, so
+    every source trains on the translations of the same items and every target is
+    evaluated and measured on the same premise groups, whichever source is listed first.
+    The selection is made from each source's own files and must come out identical.
+
+    Args:
+        task: ``xnli`` or ``sib200``.
+        sources: the fine-tuning languages (at least one).
+        **kwargs: the sizes and seed of :func:`select_items`.
+
+    Returns:
+        The table of :func:`select_items` (``role, split, id, group, label``).
+
+    Raises:
+        ValueError: no source given.
+        data.DataError: a source's files would give different items (they are not parallel).
+    """
+    if not sources:
+        raise ValueError("select_shared_items needs at least one source language")
+    items = select_items(task, sources[0], **kwargs)
+    for other in sources[1:]:
+        theirs = select_items(task, other, **kwargs)
+        if not theirs.reset_index(drop=True).equals(items.reset_index(drop=True)):
+            raise data.DataError(f"{task}: the items drawn from {other}'s files differ from those drawn from "
+                                 f"{sources[0]}'s; the sources would not train on the same items")
+    return items
 
 
 def _select_sib(

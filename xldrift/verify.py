@@ -21,6 +21,7 @@ SKIP = {"config.json"}
 # Columns that hold timings or machine paths, not results.
 RUN_SPECIFIC = {
     "checkpoints.csv": ["seconds_per_step", "wall_seconds"],
+    "intervention_runs.csv": ["seconds_per_step", "wall_seconds"],  # the same run records as checkpoints.csv
     "extraction.csv": ["seconds", "items/s"],
     "representations.csv": ["path"],
 }
