@@ -363,12 +363,14 @@ def default_cold(sec: dict | None) -> str:
     verdict = (f"Target: at most {TARGETS['default_wall_s'] / 60:g} min cold on 2 CPU cores; measured {_dur(total)} "
                f"({_at_most(total, TARGETS['default_wall_s'])}).")
     where = sec.get("where") or "."
-    which = "The run that made the committed `results/default/`" if where == "." else \
-        f"A reproduction of the default profile in `{where}/` (`make reproduce`)"
+    which = ("The run that made the committed `results/default/`" if where == "." else
+             f"A reproduction of the default profile in `{where}/` (`make reproduce`)" if where.startswith(".reproduce")
+             else "A cold run of the default profile")
     return (head + f"{which} (started {sec.get('started')}, commit "
             f"{str(sec.get('commit'))[:7]}) began with an empty cache, so every model conversion, fine-tuning, "
             f"evaluation and extraction is in these times. Its {sec.get('finetune_runs')} fine-tunings took "
-            f"{_dur(sec.get('finetune_wall_s'))} of it ({_fmt(sec.get('finetune_share'), '.0%')}). {verdict}\n\n"
+            f"{_dur(sec.get('finetune_wall_s'))} of it ({_fmt(sec.get('finetune_share'), '.0%')}). {verdict}"
+            + (f" {sec['note']}" if sec.get("note") else "") + "\n\n"
             + _table(["notebook", "wall time", "share", "CPU time (kernel)"], rows)
             + ("" if not cpu_total else f"\n\nCPU time is the kernels' user + system seconds; other jobs on the machine "
                f"lengthen the wall time but not this. On 2 idle cores the run can take no less than half of it, "

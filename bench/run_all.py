@@ -119,18 +119,30 @@ def cold_run(profile: str, root: Path | None = None) -> dict:
     return {"profile": profile, "where": str((root or ROOT).relative_to(ROOT)) if (root or ROOT).is_relative_to(ROOT)
             else str(root), "one_run": one_run, "cold": cold, "started": min(s for s in started if s),
             "commit": records[0][1].get("commit"), "durations_s": durations, "total_s": round(total, 1),
-            "notebooks_expected": len(_profile_notebooks(profile)),
+            "notebooks_expected": len(_profile_notebooks(profile, records[0][1].get("commit"))),
             "shares": {k: round(v / total, 3) for k, v in durations.items() if v} if total else {},
             "cpu_s": cpu if all(v is not None for v in cpu.values()) else None,
             "finetune_runs": len(runs), "finetune_wall_s": round(ft_wall, 1),
             "finetune_share": round(ft_wall / total, 3) if total else None}
 
 
-def _profile_notebooks(profile: str) -> list[str]:
-    """The notebooks a profile runs (``xldrift.runner.profile_notebooks``)."""
+def _profile_notebooks(profile: str, commit: str | None = None) -> list[str]:
+    """The notebooks a profile runs (``xldrift.runner.profile_notebooks``); at ``commit`` when git knows it.
+
+    A run is complete when it executed the notebooks that existed at the commit it ran at; a notebook
+    added since is not missing from it.
+    """
     from xldrift import runner
 
-    return runner.profile_notebooks(profile)
+    now = runner.profile_notebooks(profile)
+    sha = (commit or "").split("+")[0]
+    if sha:
+        listed = subprocess.run(["git", "ls-tree", "--name-only", sha, "notebooks/"], cwd=ROOT,
+                                capture_output=True, text=True)
+        if listed.returncode == 0 and listed.stdout.strip():
+            then = {Path(f).name[:2] for f in listed.stdout.split() if Path(f).name[:2].isdigit()}
+            return [nb for nb in now if nb in then]
+    return now
 
 
 def _recorded_runs(profile: str, root: Path | None = None) -> dict[str, dict]:
@@ -156,6 +168,7 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="fewer repeats")
     ap.add_argument("--skip", nargs="*", default=[], choices=["cka", "extract", "finetune", "e2e", "scale", "cache", "projection"],
                     help="sections not to measure (the projection is always recomputed from what is recorded)")
+    ap.add_argument("--cold-note", default="", help="a sentence on the conditions of that run (e.g. the machine's load)")
     ap.add_argument("--cold-from", type=Path, default=None,
                     help="time the default profile from the executed copies under this folder (e.g. .reproduce)")
     args = ap.parse_args()
@@ -195,7 +208,7 @@ def main() -> None:
         # the committed run, or a reproduction (`make reproduce` writes .reproduce/); kept until a cold one replaces it
         fresh = cold_run("default", args.cold_from.resolve() if args.cold_from else None)
         if fresh.get("cold") or not results.get("default_cold"):
-            results["default_cold"] = {**fresh, "measured": stamp}
+            results["default_cold"] = {**fresh, "measured": stamp, "note": args.cold_note}
     rates = [] if "projection" in args.skip else _recorded_rates("default")
     if "projection" in args.skip:
         pass  # keep the projection of the last run (its rates were measured on an idle machine)

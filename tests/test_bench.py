@@ -328,7 +328,7 @@ def test_cold_run_times_one_cold_run_and_refuses_a_mixture(tmp_path, monkeypatch
     import run_all
 
     monkeypatch.setattr(run_all, "ROOT", tmp_path)
-    monkeypatch.setattr(run_all, "_profile_notebooks", lambda profile: ["01", "02"])  # the fake profile's two notebooks
+    monkeypatch.setattr(run_all, "_profile_notebooks", lambda profile, commit=None: ["01", "02"])  # the fake profile's two notebooks
     run = {"started": "2026-12-02T07:14:18", "cold_cache": True, "commit": "abcdef1"}
     _executed(tmp_path, "default", [{**run, "duration_s": 30.0}, {**run, "duration_s": 90.0}])
     sec = run_all.cold_run("default")
@@ -350,3 +350,20 @@ def test_a_default_run_in_progress_is_not_reported_as_a_cold_time(tmp_path):
     report.write({"default_cold": {**sec, "durations_s": {f"0{i}_x": 10.0 for i in range(1, 8)}, "total_s": 70.0}},
                  path)
     assert "(met)" in _section(path.read_text(), "## The default profile, cold")  # all 7: a cold time, judged
+
+
+def test_a_run_is_complete_with_the_notebooks_of_its_own_commit():
+    """A notebook added after a run does not make that run 'in progress'."""
+    import subprocess
+
+    import run_all
+
+    first = subprocess.run(["git", "rev-list", "--max-parents=0", "HEAD"], cwd=run_all.ROOT, capture_output=True,
+                           text=True).stdout.split()
+    listed = subprocess.run(["git", "ls-tree", "--name-only", "5ef7715", "notebooks/"], cwd=run_all.ROOT,
+                            capture_output=True, text=True)
+    if listed.returncode != 0 or not first:
+        pytest.skip("no git history in this checkout")
+    then = run_all._profile_notebooks("default", "5ef7715")  # the cold run's commit had notebooks 01-06
+    now = run_all._profile_notebooks("default")
+    assert then == ["01", "02", "03", "04", "05", "06"] and set(then) < set(now)
