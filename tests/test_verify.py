@@ -38,6 +38,13 @@ def test_tolerance_admits_small_differences_only():
     assert verify.compare_frames(moved, _frame(), tol)["status"] == "differs"
 
 
+def test_a_default_tolerance_covers_columns_without_their_own():
+    noisy = _frame((0.91 + 1e-15, 0.52))
+    assert verify.compare_frames(noisy, _frame())["status"] == "differs"
+    assert verify.compare_frames(noisy, _frame(), default=Tolerance(atol=1e-9))["status"] == "within tolerance"
+    assert verify.compare_frames(_frame((0.95, 0.52)), _frame(), default=Tolerance(atol=1e-9))["status"] == "differs"
+
+
 def test_text_nan_shape_and_columns():
     a, b = _frame(), _frame()
     a.loc[1, "target"] = "ur"

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 # Files a run rewrites with run-specific content, never compared.
-SKIP = {"config.json"}
+SKIP = {"config.json", "drift_meta.json"}  # drift_meta.json: cache keys and seconds of notebook 04's bookkeeping
 # Columns that hold timings or machine paths, not results.
 RUN_SPECIFIC = {
     "checkpoints.csv": ["seconds_per_step", "wall_seconds"],
@@ -40,14 +40,14 @@ def _row_key(df: pd.DataFrame, i: int, numeric: list[str]) -> str:
     return ", ".join(f"{c}={df.iloc[i][c]}" for c in text[:6]) or f"row {i + 1}"
 
 
-def compare_frames(new: pd.DataFrame, ref: pd.DataFrame,
-                   tolerances: dict[str, Tolerance] | None = None) -> dict[str, object]:
+def compare_frames(new: pd.DataFrame, ref: pd.DataFrame, tolerances: dict[str, Tolerance] | None = None,
+                   default: Tolerance = Tolerance()) -> dict[str, object]:
     """Compare two tables cell by cell.
 
     Args:
         new: the table just made.
         ref: the reference (committed or golden) table.
-        tolerances: per numeric column; columns not named are compared exactly.
+        tolerances: per numeric column; columns not named get ``default`` (exact unless given).
 
     Returns:
         ``{"status": "equal" | "within tolerance" | "differs", "values": n compared,
@@ -71,7 +71,7 @@ def compare_frames(new: pd.DataFrame, ref: pd.DataFrame,
             both_nan = np.isnan(a) & np.isnan(b)
             diff = np.where(both_nan, 0.0, np.abs(a - b))
             diff = np.where(np.isnan(diff), np.inf, diff)
-            tol = tolerances.get(c, Tolerance())
+            tol = tolerances.get(c, default)
             bad = diff > tol.atol + tol.rtol * np.abs(np.nan_to_num(b))
             exact_equal &= bool((diff == 0).all())
             n_values += len(a)
@@ -95,13 +95,15 @@ def compare_frames(new: pd.DataFrame, ref: pd.DataFrame,
 
 
 def compare_dirs(new_dir: Path, ref_dir: Path, tolerances: dict[str, dict[str, Tolerance]] | None = None,
-                 names: list[str] | None = None, ignore: dict[str, list[str]] | None = None) -> pd.DataFrame:
+                 names: list[str] | None = None, ignore: dict[str, list[str]] | None = None,
+                 default: Tolerance = Tolerance()) -> pd.DataFrame:
     """Compare every table (CSV or JSON) of ``ref_dir`` with its namesake in ``new_dir``.
 
     Args:
         tolerances: ``{file name: {column: Tolerance}}``.
         names: compare only these files (default: every ``.csv`` and ``.json`` in ``ref_dir``).
         ignore: ``{file name: [column, ...]}`` left out of the comparison (timings, machine paths).
+        default: the tolerance of every numeric column without one of its own.
 
     Returns:
         One row per file: ``table, status, values, differ, max_abs_diff, where, detail``; status
@@ -122,7 +124,7 @@ def compare_dirs(new_dir: Path, ref_dir: Path, tolerances: dict[str, dict[str, T
             continue
         drop = ignore.get(name, [])
         res = compare_frames(pd.read_csv(new).drop(columns=drop, errors="ignore"),
-                             pd.read_csv(ref).drop(columns=drop, errors="ignore"), tolerances.get(name))
+                             pd.read_csv(ref).drop(columns=drop, errors="ignore"), tolerances.get(name), default)
         rows.append({"table": name, **res})
     cols = ["table", "status", "values", "differ", "max_abs_diff", "where", "detail"]
     return pd.DataFrame(rows).reindex(columns=cols)
