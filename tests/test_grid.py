@@ -59,10 +59,10 @@ def test_projection_counts_the_grid_per_source_and_the_intervention_once():
     import bench_project
 
     grid = bench_project.counts("grid")
-    # 15 sources x 1 seed, plus targeted, lowest and one random draw on English only
-    assert grid["fine_tunings"] == 15 + 3 and grid["sources"] == 15
+    # 15 sources x 1 seed, plus the targeted condition on English only
+    assert grid["fine_tunings"] == 15 + 1 and grid["sources"] == 15
     assert grid["eval_items"] == grid["fine_tunings"] * 15 * 300
-    assert grid["extract_items"] == (1 + 15) * 15 * 501  # the pre-trained state and every source's model
+    assert grid["extract_items"] == (1 + 15) * 15 * 300  # the pre-trained state and every source's model
     layers = 12 + 13  # [CLS] 1..12, mean 0..12
     # drift of every (source, target) + alignment with each source after and before fine-tuning
     assert grid["cka_comparisons"] == {"linear_cka": 15 * 15 * layers + 2 * 15 * 14 * layers}
