@@ -147,3 +147,12 @@ def test_claims_and_selection_by_scope():
     empty = P.selection_by_scope({"all": SUPPORTED, "none": SUPPORTED.assign(r=np.nan)}, k=3, distance_kind="genetic",
                                  database="lang2vec", n_layers=12)
     assert list(empty["blocks"]) == ["1,2,3", ""] and "finite r" in empty["note"].iloc[1]
+
+
+def test_zero_shot_by_target_leaves_out_each_targets_own_source():
+    acc = pd.DataFrame({"source": ["en", "en", "en", "de", "de", "de"], "target": ["en", "de", "sw", "en", "de", "sw"],
+                        "accuracy": [0.9, 0.6, 0.4, 0.5, 0.8, 0.3]})
+    got = P.zero_shot_by_target(acc)
+    assert got.to_dict() == pytest.approx({"en": 0.5, "de": 0.6, "sw": 0.35})
+    # one source: the source itself has no zero-shot row at all
+    assert "en" not in P.zero_shot_by_target(acc[acc["source"] == "en"]).index

@@ -50,6 +50,23 @@ def _values(df: pd.DataFrame, name: str) -> pd.DataFrame:
     return df
 
 
+def zero_shot_by_target(frame: pd.DataFrame) -> pd.Series:
+    """Per target, the mean over the sources other than the target itself (seeds included).
+
+    A target's own-source row (in-language accuracy, or the source's drift from itself) is
+    not zero-shot and would pull a per-language mean towards it: with one source only that
+    source's own row goes, with the grid each target loses the one of its 15 rows.
+
+    Args:
+        frame: ``source, target, value`` (or ``accuracy``) rows, e.g. accuracy or impact at one layer.
+
+    Returns:
+        Series indexed by target; a target that is only ever its own source is absent.
+    """
+    frame = _values(frame, "frame")
+    return frame[frame["source"] != frame["target"]].groupby("target")["value"].mean()
+
+
 def accuracy_matrix(accuracy: pd.DataFrame, sources: Sequence[str] | None = None,
                     targets: Sequence[str] | None = None) -> pd.DataFrame:
     """Zero-shot accuracy as a (sources x targets) matrix, seed means, with margins.
