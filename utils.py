@@ -140,7 +140,8 @@ def config_table(cfg: params.StudyConfig, number: str) -> pd.DataFrame:
 
     Returns:
         One row per field (:data:`xldrift.params.NOTEBOOK_FIELDS`): ``parameter, value, set by, meaning``;
-        ``set by`` is ``default`` or ``profile`` (the profile file or an override).
+        ``set by`` is ``default`` or ``profile`` (the profile, its file or ``--set`` under the runner, the
+        ``overrides`` cell in an interactive run).
     """
     changed = cfg.overrides()
     values = cfg.for_notebook(number)

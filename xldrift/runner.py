@@ -4,8 +4,8 @@
 a thin front end to :func:`main`. The profile and the overrides are applied to
 :class:`xldrift.params.StudyConfig` and validated once, in :func:`plan`, before
 anything is executed or written; each notebook then receives the profile name
-and the values that differ from the defaults, already checked. Validation
-failing stops the run with one line; a failing notebook stops the run with the notebook and
+and the values that differ from the defaults, already checked. A bad value
+stops the run with one line; a failing notebook stops it with the notebook and
 cell named and its partially executed copy kept as ``<name>.FAILED.ipynb``.
 
 Like ``make``, the runner skips a notebook whose executed copy is current
