@@ -94,43 +94,63 @@ def log(msg: str) -> None:
     print(f"[{dt.datetime.now():%H:%M:%S}] {msg}", flush=True)
 
 
-def setup(number: str, namespace: dict[str, Any]) -> types.SimpleNamespace:
-    """Validate this notebook's parameters, seed everything, record them.
+def setup(number: str, profile: str, overrides: dict[str, Any]) -> params.StudyConfig:
+    """The notebook's config: built from the runner's validated values, or resolved here in an interactive run.
+
+    Under the runner (``XLDRIFT_RUNNER=1``) ``overrides`` are the values the runner has already
+    validated (:meth:`~xldrift.params.StudyConfig.overrides`), so the config is built from them as
+    they are. Run interactively, ``profile`` must be a scratch one and ``overrides`` are checked
+    here, as the runner would check them. Either way the parameters are validated once. Seeds
+    ``random`` and numpy, creates the output folders and records the fields this notebook uses
+    (:data:`xldrift.params.NOTEBOOK_FIELDS`) in ``results/<profile>/config.json``.
 
     Args:
         number: the notebook's two-digit number.
-        namespace: ``globals()`` of the notebook; only the names declared in its
-            ``parameters`` cell are read.
+        profile: the profile name (the folder of results and figures).
+        overrides: ``{field: value}`` that differ from the defaults of :class:`~xldrift.params.StudyConfig`.
 
     Returns:
-        A namespace with the parameters plus ``targets`` (resolved language
-        list, where the notebook has languages), ``results`` and ``figures``
-        (output folders).
+        The config; ``cfg.targets`` (the resolved languages), ``cfg.results`` and ``cfg.figures``
+        (output folders) come with it.
     """
     # headless: warnings only (plus one U.log line per stage); interactive: the package's INFO lines too
     level = logging.WARNING if HEADLESS else logging.INFO
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", force=True)
     for noisy in ("transformers", "urllib3", "filelock", "httpx", "datasets", "numba", "matplotlib"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    declared = params.notebook_parameters(_notebook_file(number))
-    values = params.validate({k: namespace[k] for k in declared})
-    _check_writable_profile(values["profile"])
-    cfg = types.SimpleNamespace(**values)
-    if "task" in values:
-        cfg.targets = params.resolve_targets(values)
-    cfg.results = paths.results_dir(values["profile"])
-    cfg.figures = paths.figures_dir(values["profile"])
+    _check_writable_profile(profile)
+    if _under_runner():
+        cfg = params.StudyConfig(**{**overrides, "profile": profile})
+    else:
+        cfg = params.StudyConfig.validated({**overrides, "profile": profile})
     cfg.results.mkdir(parents=True, exist_ok=True)
     cfg.figures.mkdir(parents=True, exist_ok=True)
-    seed = (values.get("seeds") or [values.get("item_seed", 0)])[0]
+    used = cfg.for_notebook(number)
+    # the global seed follows the notebook's own fields: its first seed, else its item seed, else 0
+    seed = (used.get("seeds") or [used.get("item_seed", 0)])[0]
     random.seed(seed)
     np.random.seed(seed)
-    _record(cfg.results / "config.json", number, values)
-    log(f"{number} · {NOTEBOOK_TITLES[number]}: profile {values['profile']}")
+    _record(cfg.results / "config.json", number, used)
+    log(f"{number} · {NOTEBOOK_TITLES[number]}: profile {cfg.profile}")
     return cfg
 
 
-SCRATCH_PROFILE = "lab"
+def config_table(cfg: params.StudyConfig, number: str) -> pd.DataFrame:
+    """The fields notebook ``number`` uses, with their values, where each value comes from and what it means.
+
+    Returns:
+        One row per field (:data:`xldrift.params.NOTEBOOK_FIELDS`): ``parameter, value, set by, meaning``;
+        ``set by`` is ``default`` or ``profile`` (the profile, its file or ``--set`` under the runner, the
+        ``overrides`` cell in an interactive run).
+    """
+    changed = cfg.overrides()
+    values = cfg.for_notebook(number)
+    return pd.DataFrame([{"parameter": k, "value": repr(v) if isinstance(v, str) else str(v),
+                          "set by": "profile" if k in changed or k == "profile" else "default",
+                          "meaning": params.SCHEMA[k].help} for k, v in values.items()])
+
+
+SCRATCH_PROFILE = params.SCRATCH_PROFILE
 
 
 def _check_writable_profile(profile: str) -> None:
@@ -139,12 +159,17 @@ def _check_writable_profile(profile: str) -> None:
     A published profile is one with a ``profiles/<name>.yaml``; the runner marks its kernels with
     ``XLDRIFT_RUNNER=1``.
     """
-    if os.environ.get("XLDRIFT_RUNNER") != "1" and (ROOT / "profiles" / f"{profile}.yaml").is_file():
+    if not _under_runner() and (ROOT / "profiles" / f"{profile}.yaml").is_file():
         raise params.ParamError(
             f"profile {profile!r} is published (profiles/{profile}.yaml); an interactive run writes to a scratch "
             f"profile such as {SCRATCH_PROFILE!r} (git-ignored). To re-make {profile!r}, use "
             f"`python run_study.py --profile {profile}`"
         )
+
+
+def _under_runner() -> bool:
+    """True in a kernel the runner started (it validated the parameters and may write a published profile)."""
+    return os.environ.get("XLDRIFT_RUNNER") == "1"
 
 
 def _record(path: Path, number: str, values: dict[str, Any]) -> None:
@@ -176,7 +201,7 @@ def count(n: int) -> str:
     return f"about {int(str(n)[:2]) / 10:.1f} x 10^{digits}"
 
 
-def savefig(fig: Any, cfg: types.SimpleNamespace, name: str, dpi: int = 110, keep_existing: bool = False) -> None:
+def savefig(fig: Any, cfg: params.StudyConfig, name: str, dpi: int = 110, keep_existing: bool = False) -> None:
     """Save ``fig`` as ``figures/<profile>/<name>.png`` (it is also shown inline).
 
     With ``keep_existing`` (the tables the figure is drawn from were unchanged,
@@ -191,7 +216,7 @@ def savefig(fig: Any, cfg: types.SimpleNamespace, name: str, dpi: int = 110, kee
         fig.savefig(tmp, dpi=dpi, bbox_inches="tight", format="png")
 
 
-def files_written(cfg: types.SimpleNamespace, names: list[str]) -> pd.DataFrame:
+def files_written(cfg: params.StudyConfig, names: list[str]) -> pd.DataFrame:
     """A table of output files with their sizes, for the Results section."""
     rows = []
     for n in names:

@@ -25,7 +25,7 @@ import math
 import statistics
 import sys
 from pathlib import Path
-from types import SimpleNamespace
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -35,10 +35,9 @@ def counts(profile: str) -> dict:
     """Fine-tunings, steps, evaluation and extraction items the profile implies, from its parameters."""
     from xldrift import runner, setups
 
-    values, _ = runner.plan(profile, {}, None)
-    p = SimpleNamespace(**values)
+    p, _ = runner.plan(profile, {}, None)
     notebooks = set(runner.profile_notebooks(profile))
-    targets = runner.params.resolve_targets(values)
+    targets = runner.params.resolve_targets(p)
     sources, seeds = len(p.source_languages), len(p.seeds)
     steps_per_run = math.ceil(p.n_train / p.batch_size) * p.epochs
     main = sources * seeds
@@ -53,7 +52,7 @@ def counts(profile: str) -> dict:
             "n_drift": p.n_drift, "cka_comparisons": comparisons(p, targets, seeds) if "04" in notebooks else {}}
 
 
-def comparisons(p: SimpleNamespace, targets: list[str], seeds: int, n_layers: int = 12) -> dict[str, int]:
+def comparisons(p: Any, targets: list[str], seeds: int, n_layers: int = 12) -> dict[str, int]:
     """Similarity comparisons notebook 04 makes, per metric.
 
     Drift: one per (source, seed, target, scored layer); alignment: one per (source,

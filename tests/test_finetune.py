@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import signal
@@ -10,7 +11,6 @@ import sys
 import textwrap
 from dataclasses import replace
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
@@ -23,6 +23,7 @@ from transformers import BertConfig, BertModel, BertTokenizerFast, TrainerCallba
 from xldrift import evaluate as ev
 from xldrift import finetune as ft
 from xldrift import io, paths
+from xldrift.params import StudyConfig
 
 REPO = Path(__file__).resolve().parents[1]
 FILLER = list("cdefghijklmnop")
@@ -76,8 +77,8 @@ TRAIN, VAL = toy(128, seed=1), toy(64, seed=2)
 
 def make_cfg(model_dir: Path, train=TRAIN, val=VAL, **kw) -> ft.FinetuneConfig:
     base = dict(model=str(model_dir), task="toy", source="en", seed=0, epochs=6, learning_rate=3e-3,
-                batch_size=16, max_length=32, warmup_ratio=0.1, weight_decay=0.01, num_labels=2,
-                data_fingerprint=ft.data_fingerprint(train, val))
+                batch_size=16, max_length=32, warmup_ratio=0.1, weight_decay=0.01, pooling="mean",
+                freeze_word_embeddings=False, num_labels=2, data_fingerprint=ft.data_fingerprint(train, val))
     base.update(kw)
     return ft.FinetuneConfig(**base)
 
@@ -227,19 +228,39 @@ def test_config_key_and_normalisation(tiny_model):
     assert replace(cfg, seed=1).key() != cfg.key()
 
 
-def test_make_config_from_notebook_parameters(tiny_model, trained):
-    params = SimpleNamespace(model=str(tiny_model), task="xnli", epochs=2, learning_rate=1e-4, batch_size=8,
-                             max_length=64, warmup_ratio=0.1, weight_decay=0.01, head_pooling="cls",
-                             freeze_word_embeddings=True)
-    cfg = ft.make_config(params, source="de", seed=3, frozen_layers=[2, 1], fingerprint="abc")
+def test_from_study_maps_the_study_config(tiny_model, trained):
+    params = StudyConfig(model=str(tiny_model), task="xnli", epochs=2, learning_rate=1e-4, batch_size=8,
+                         max_length=64, warmup_ratio=0.1, weight_decay=0.01, head_pooling="cls",
+                         freeze_word_embeddings=True)
+    cfg = ft.FinetuneConfig.from_study(params, source="de", seed=3, frozen_layers=[2, 1], fingerprint="abc")
     assert (cfg.pooling, cfg.num_labels, cfg.frozen_layers, cfg.source, cfg.seed) == ("cls", 3, (1, 2), "de", 3)
+    assert (cfg.model, cfg.task, cfg.epochs, cfg.learning_rate, cfg.batch_size, cfg.max_length, cfg.warmup_ratio,
+            cfg.weight_decay, cfg.freeze_word_embeddings, cfg.data_fingerprint) == \
+        (str(tiny_model), "xnli", 2, 1e-4, 8, 64, 0.1, 0.01, True, "abc")
+    assert ft.FinetuneConfig.from_study(replace(params, task="sib200"), source="eng_Latn", seed=0,
+                                        fingerprint="x").num_labels == 7
     hp = ft.hyperparameters(params)
     assert hp["learning_rate"] == 1e-4 and "seed" not in hp and "frozen_layers" not in hp
     with pytest.raises(ValueError, match="epochs"):
-        ft.make_config(SimpleNamespace(**{**vars(params), "epochs": 0}), source="en", seed=0, fingerprint="x")
+        ft.FinetuneConfig.from_study(replace(params, epochs=0), source="en", seed=0, fingerprint="x")
     rec = ft.run_record(trained, condition="full")
     assert rec["checkpoint"] == trained.name and rec["frozen_layers"] == "" and rec["steps"] == 48
     assert rec["source"] == "en" and rec["condition"] == "full"
+
+
+def test_the_study_holds_the_only_defaults_of_what_it_sets():
+    """A setting the study chooses has its default in StudyConfig alone; from_study passes it through."""
+    fields = {f.name: f for f in dataclasses.fields(ft.FinetuneConfig)}
+    study_set = {"model", "task", "source", "seed", "epochs", "learning_rate", "batch_size", "max_length",
+                 "warmup_ratio", "weight_decay", "pooling", "freeze_word_embeddings"}
+    assert all(fields[n].default is dataclasses.MISSING for n in study_set)
+    assert {n for n, f in fields.items() if f.default is not dataclasses.MISSING} == \
+        {"max_grad_norm", "dropout", "frozen_layers", "data_fingerprint", "num_labels"}
+    study = StudyConfig()
+    cfg = ft.FinetuneConfig.from_study(study, source="en", seed=0, fingerprint="x")
+    assert (cfg.learning_rate, cfg.epochs, cfg.pooling) == (study.learning_rate, study.epochs, study.head_pooling)
+    with pytest.raises(TypeError):
+        ft.FinetuneConfig(model="m", task="xnli", source="en", seed=0)  # no second set of defaults to fall back on
 
 
 @pytest.mark.parametrize("field, value", [("epochs", 0), ("learning_rate", 0.0), ("learning_rate", 2.0),

@@ -22,10 +22,10 @@ sys.path.insert(0, str(ROOT / "bench"))
 def test_grid_profiles_validate_and_name_every_xnli_language_as_source():
     values, nbs = runner.plan("grid", {}, None, check_model=False)
     targets = params.resolve_targets(values)
-    assert sorted(values["source_languages"]) == sorted(targets) and len(targets) == 15
-    assert values["intervention_source"] == "en" and [nb.name[:2] for nb in nbs][-1] == "07"
+    assert sorted(values.source_languages) == sorted(targets) and len(targets) == 15
+    assert values.intervention_source == "en" and [nb.name[:2] for nb in nbs][-1] == "07"
     smoke, _ = runner.plan("smoke-grid", {}, None, check_model=False)
-    assert smoke["source_languages"] == ["en", "de"] and len(smoke["target_languages"]) == 5
+    assert smoke.source_languages == ["en", "de"] and len(smoke.target_languages) == 5
 
 
 def test_the_intervention_source_must_be_fine_tuned_but_only_when_06_runs():
@@ -33,7 +33,7 @@ def test_the_intervention_source_must_be_fine_tuned_but_only_when_06_runs():
         runner.plan("grid", {"source_languages": ["de"]}, None, check_model=False)
     # one source per job (README, Scaling out): notebook 02 alone needs no intervention source
     values, nbs = runner.plan("grid", {"source_languages": ["de"]}, ["02"], check_model=False)
-    assert [nb.name[:2] for nb in nbs] == ["02"] and values["source_languages"] == ["de"]
+    assert [nb.name[:2] for nb in nbs] == ["02"] and values.source_languages == ["de"]
     assert params.check_intervention_source({"intervention_source": "de", "source_languages": ["en", "de"]}) == "de"
     # "" is the task's English, so the single-source profiles need not name it
     assert params.check_intervention_source({"task": "sib200", "intervention_source": "",

@@ -5,7 +5,6 @@ from __future__ import annotations
 import itertools
 import json
 import math
-from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
@@ -18,6 +17,7 @@ from xldrift import claims
 from xldrift import finetune as ft
 from xldrift import intervention as iv
 from xldrift.classifier import EncoderClassifier, freeze
+from xldrift.params import StudyConfig
 
 # ------------------------------------------------------------------ selection
 # Genetic/lang2vec/cls/linear_cka/pearson r per layer 0..6. Layer 0 (embeddings) is the most negative
@@ -141,12 +141,12 @@ def test_targeted_blocks_really_freeze():
 
 # ------------------------------------------------------------------ baseline config and tables
 def test_baseline_config_reproduces_notebook_02_key(tmp_path):
-    params = SimpleNamespace(model="some-model", task="xnli", epochs=2, learning_rate=1e-4, batch_size=32,
-                             max_length=128, warmup_ratio=0.1, weight_decay=0.01, head_pooling="mean",
-                             freeze_word_embeddings=True)
+    params = StudyConfig(model="some-model", task="xnli", epochs=2, learning_rate=1e-4, batch_size=32,
+                         max_length=128, warmup_ratio=0.1, weight_decay=0.01, head_pooling="mean",
+                         freeze_word_embeddings=True)
     (tmp_path / "hp.json").write_text(json.dumps(ft.hyperparameters(params)))
     hp = json.loads((tmp_path / "hp.json").read_text())  # the round trip notebook 06 makes
-    full = ft.make_config(params, source="en", seed=1, frozen_layers=(), fingerprint="fp")
+    full = ft.FinetuneConfig.from_study(params, source="en", seed=1, frozen_layers=(), fingerprint="fp")
     assert iv.baseline_config(hp, source="en", seed=1, frozen_layers=(), fingerprint="fp").key() == full.key()
     frozen = iv.baseline_config(hp, source="en", seed=1, frozen_layers=(3, 1), fingerprint="fp")
     assert frozen.frozen_layers == (1, 3) and frozen.key() != full.key()

@@ -177,8 +177,8 @@ def train_tiny(model_dir: Path, train: pd.DataFrame | None = None) -> Path:
 
     train = toy(32, seed=1) if train is None else train
     cfg = ft.FinetuneConfig(model=str(model_dir), task="toy", source="en", seed=0, epochs=1, learning_rate=1e-3,
-                            batch_size=16, max_length=16, warmup_ratio=0.0, weight_decay=0.0, num_labels=2,
-                            data_fingerprint=ft.data_fingerprint(train, None))
+                            batch_size=16, max_length=16, warmup_ratio=0.0, weight_decay=0.0, pooling="mean",
+                            freeze_word_embeddings=False, num_labels=2, data_fingerprint=ft.data_fingerprint(train, None))
     return ft.finetune(cfg, train, None, progress=False)
 
 
@@ -400,8 +400,8 @@ class Slow(TrainerCallback):
 
 train = toy(32, seed=1)
 cfg = ft.FinetuneConfig(model=sys.argv[1], task="toy", source="en", seed=0, epochs=1, learning_rate=1e-3,
-                        batch_size=16, max_length=16, warmup_ratio=0.0, weight_decay=0.0, num_labels=2,
-                        data_fingerprint=ft.data_fingerprint(train, None))
+                        batch_size=16, max_length=16, warmup_ratio=0.0, weight_decay=0.0, pooling="mean",
+                        freeze_word_embeddings=False, num_labels=2, data_fingerprint=ft.data_fingerprint(train, None))
 if sys.argv[4] == "second":
     (marks / "second-ready").write_text("ready")
 ckpt = ft.finetune(cfg, train, None, progress=False, callbacks=[Slow()])

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import json
+import re
+from dataclasses import replace
+
 import pytest
 
 from xldrift import params, runner
+from xldrift.params import StudyConfig
 
 
 @pytest.fixture
@@ -83,28 +88,126 @@ def test_valid_profiles_pass_validation(capsys, out):
     assert not out.exists()
 
 
-def test_every_notebook_parameter_is_in_the_schema_and_defaults_agree():
-    seen: dict[str, object] = {}
+# ---------------------------------------------------------------- one source of parameters
+def test_the_notebooks_declare_only_the_profile_and_the_overrides():
+    """Defaults live in StudyConfig alone: a parameters cell holds the profile name and an empty overrides dict."""
     for nb in runner.notebook_paths():
-        for k, v in runner.notebook_parameters(nb).items():
-            assert k in params.SCHEMA, f"{nb.name}: {k} not in params.SCHEMA"
-            params.check_value(k, params.coerce(k, v))
-            if k in seen:
-                assert seen[k] == v, f"{nb.name}: default of {k} differs from another notebook"
-            seen[k] = v
+        assert runner.notebook_parameters(nb) == {"profile": "lab", "overrides": {}}, nb.name
 
 
-def test_profile_keys_are_declared_by_some_notebook():
-    declared = {k for nb in runner.notebook_paths() for k in runner.notebook_parameters(nb)}
+def test_every_parameter_has_a_default_a_valid_range_and_help():
+    assert params.SCHEMA == StudyConfig.specs() and len(params.SCHEMA) == 40
+    for name, spec in params.SCHEMA.items():
+        assert spec.help, f"{name} has no help line"
+        if name != "profile":
+            assert spec.valid, f"{name} does not say what is valid"
+    defaults = StudyConfig.defaults()
+    assert StudyConfig.validated({}) == StudyConfig() and StudyConfig().overrides() == {}
+    assert (defaults["learning_rate"], defaults["epochs"], defaults["profile"]) == (1e-4, 2, "lab")
+    # list defaults are fresh per instance: a frozen config shares no mutable state with another
+    assert StudyConfig().seeds is not StudyConfig().seeds
+
+
+@pytest.mark.parametrize(("values", "message"), [
+    ({"epochs": 0}, "epochs=0 is out of range; expected an integer in [1, 100]"),
+    ({"epoch": 2}, "unknown parameter 'epoch'. Did you mean 'epochs'?"),
+    ({"learning_rate": "fast"}, "learning_rate='fast' has type str; expected a float in (0, 1), e.g. 2e-5"),
+    ({"poolings": ["cls", "max"]}, "poolings=['cls', 'max'] is out of range; expected a non-empty subset of"),
+    ({"freeze_distance": "lexical"}, "freeze_distance='lexical' is out of range; expected one of ('syntactic'"),
+    ({"target_languages": ["en", "xx"]}, "target_languages: unknown xnli language(s) 'xx'; valid: ar, bg"),
+])
+def test_invalid_values_are_rejected_naming_the_key_the_value_and_what_is_valid(values, message):
+    with pytest.raises(params.ParamError) as e:
+        StudyConfig.validated(values)
+    assert message in str(e.value)
+
+
+def test_a_profile_overrides_the_defaults_and_set_overrides_the_profile():
+    smoke = runner.load_profile("smoke")
+    cfg, _ = runner.plan("smoke", {"epochs": 3}, None, check_model=False)
+    assert cfg.profile == "smoke" and cfg.n_train == smoke["n_train"] == 96 and cfg.epochs == 3
+    assert cfg.alpha == StudyConfig().alpha  # not in the profile: the default
+    assert cfg.learning_rate == 1e-4 and isinstance(cfg.learning_rate, float)
+    assert cfg.overrides() == {k: v for k, v in {**smoke, "epochs": 3}.items() if v != StudyConfig.defaults()[k]}
     for profile in runner.available_profiles():
-        assert set(runner.load_profile(profile)) <= declared, profile
+        assert set(runner.load_profile(profile)) <= set(params.SCHEMA) - {"profile"}, profile
+    with pytest.raises(params.ParamError, match="unknown parameter 'profile'"):
+        runner.plan("smoke", {"profile": "default"}, None, check_model=False)
+
+
+def test_a_notebook_rebuilds_the_runners_config_without_validating_again(monkeypatch, tmp_path):
+    """What papermill injects (profile, overrides) gives back the validated config, as it is, in the kernel."""
+    import utils as U
+
+    monkeypatch.setenv("XLDRIFT_OUT", str(tmp_path))
+    monkeypatch.setenv("XLDRIFT_RUNNER", "1")
+    for profile in ("smoke", "grid", "sib200"):
+        cfg, _ = runner.plan(profile, {}, None, check_model=False)
+        injected = runner.papermill_parameters(cfg)
+        assert set(injected) == {"profile", "overrides"} and "profile" not in injected["overrides"]
+        assert StudyConfig(**{**injected["overrides"], "profile": injected["profile"]}) == cfg
+
+    def refuse(*a, **k):
+        raise AssertionError("validated a second time, or read the source notebook")
+
+    monkeypatch.setattr(StudyConfig, "validated", classmethod(refuse))
+    monkeypatch.setattr(params, "validate", refuse)
+    monkeypatch.setattr(params, "notebook_parameters", refuse)
+    monkeypatch.setattr(U, "_notebook_file", refuse)
+    got = U.setup("04", "smoke", {"n_train": 96, "epochs": 1})
+    assert got == StudyConfig(profile="smoke", n_train=96, epochs=1)
+    recorded = json.loads((tmp_path / "results" / "smoke" / "config.json").read_text())["notebooks"]["04"]
+    assert sorted(recorded) == sorted(params.NOTEBOOK_FIELDS["04"])
+
+
+def test_an_interactive_run_validates_its_overrides_once_and_keeps_to_scratch_profiles(monkeypatch, tmp_path):
+    import utils as U
+
+    monkeypatch.setenv("XLDRIFT_OUT", str(tmp_path))
+    monkeypatch.delenv("XLDRIFT_RUNNER", raising=False)
+    calls = []
+    real = StudyConfig.validated.__func__
+    monkeypatch.setattr(StudyConfig, "validated", classmethod(lambda cls, v: calls.append(v) or real(cls, v)))
+    cfg = U.setup("02", "lab", {"epochs": 1, "warmup_ratio": 0})
+    assert calls == [{"epochs": 1, "warmup_ratio": 0, "profile": "lab"}]
+    assert (cfg.epochs, cfg.warmup_ratio, cfg.results) == (1, 0.0, tmp_path / "results" / "lab")
+    assert isinstance(cfg.warmup_ratio, float)  # YAML and hand-typed integers are widened, as the runner does
+    with pytest.raises(params.ParamError, match="epochs=0 is out of range"):
+        U.setup("02", "lab", {"epochs": 0})
+    with pytest.raises(params.ParamError, match="profile 'smoke' is published"):
+        U.setup("02", "smoke", {})
+    table = U.config_table(cfg, "02")
+    assert list(table["parameter"]) == list(params.NOTEBOOK_FIELDS["02"])
+    by_name = table.set_index("parameter")
+    assert by_name.loc["epochs", "set by"] == "profile" and by_name.loc["batch_size", "set by"] == "default"
+    assert by_name.loc["epochs", "meaning"] == params.SCHEMA["epochs"].help
+
+
+def test_each_notebook_lists_every_field_it_reads():
+    """Staleness compares the fields NOTEBOOK_FIELDS lists: a notebook reading another one would escape it."""
+    derived = {"targets", "results", "figures", "intervention_language"}
+    assert sorted(params.NOTEBOOK_FIELDS) == [nb.name[:2] for nb in runner.notebook_paths()]
+    assert set().union(*params.NOTEBOOK_FIELDS.values()) == set(params.SCHEMA)
+    for nb in runner.notebook_paths():
+        code = "\n".join("".join(c["source"]) for c in json.loads(nb.read_text())["cells"] if c["cell_type"] == "code")
+        read = set(re.findall(r"\bcfg\.(\w+)", code)) | set(re.findall(r"getattr\(cfg, (\w+)\)", code))
+        listed = set(params.NOTEBOOK_FIELDS[nb.name[:2]])
+        assert read - derived <= listed | {"k"}, f"{nb.name} reads {sorted(read - derived - listed)} unlisted"
+        if "getattr(cfg, k)" in code:  # notebook 06 compares a few fields by name
+            names = re.search(r'for k in \(([^)]*)\)\s+if hparams', code)
+            assert names and set(re.findall(r'"(\w+)"', names.group(1))) <= listed
+        if "FinetuneConfig.from_study(cfg" in code or "hyperparameters(cfg)" in code:
+            assert {"model", "task", "epochs", "learning_rate", "batch_size", "max_length", "warmup_ratio",
+                    "weight_decay", "head_pooling", "freeze_word_embeddings"} <= listed, nb.name
+        if "intervention_language()" in code:
+            assert {"task", "source_languages", "intervention_source"} <= listed, nb.name
 
 
 def test_profiles_may_name_their_notebooks():
     assert runner.profile_notebooks("setups") == ["01", "02"]
     assert runner.profile_notebooks("default") == [nb.name[:2] for nb in runner.notebook_paths()]
     values, nbs = runner.plan("setups", {}, None, check_model=False)
-    assert [nb.name[:2] for nb in nbs] == ["01", "02"] and values["compare_setups"] is True
+    assert [nb.name[:2] for nb in nbs] == ["01", "02"] and values.compare_setups is True
     with pytest.raises(params.ParamError, match="runs notebooks 01, 02 only"):
         runner.plan("setups", {}, ["05"], check_model=False)
 
@@ -151,6 +254,13 @@ def test_a_copy_is_stale_for_its_own_reasons_only(out, monkeypatch):
 
     # parameters: only the notebook that declares the changed one
     assert runner.staleness("smoke", first, {**per[first.name], "n_eval": 7}) == "parameters changed: n_eval"
+    # what a notebook records is the fields it uses: a change to another field leaves its copy current
+    assert runner.nb_parameters(first, replace(values, alpha=0.01)) == per[first.name]
+    assert runner.staleness("smoke", first, runner.nb_parameters(first, replace(values, alpha=0.01))) is None
+    assert runner.staleness("smoke", fifth, runner.nb_parameters(fifth, replace(values, alpha=0.01))) == \
+        "parameters changed: alpha"
+    assert runner.staleness("smoke", first, runner.nb_parameters(first, replace(values, n_eval=7))) == \
+        "parameters changed: n_eval"
 
     # code: a module the notebook imported, named by its file; a module it never imported changes nothing
     real = provenance.module_fingerprint

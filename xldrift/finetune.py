@@ -30,7 +30,7 @@ import time
 import uuid
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 import pandas as pd
@@ -43,6 +43,9 @@ from transformers.trainer_callback import PrinterCallback
 from xldrift import cachecheck, io, locks, paths
 # re-exported: these lived here before xldrift.classifier existed
 from xldrift.classifier import POOLINGS, EncoderClassifier, check_frame, encode, encoder_blocks, freeze  # noqa: F401
+
+if TYPE_CHECKING:
+    from xldrift.params import StudyConfig
 
 logger = logging.getLogger(__name__)
 
@@ -83,32 +86,59 @@ def optimizer_name(device_type: str) -> str:
 
 
 # ------------------------------------------------------------------ config
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class FinetuneConfig:
     """Everything that determines a fine-tuned checkpoint; its hash keys the cache.
 
-    Defaults follow the paper (lr 2e-5, 3 epochs, batch 32, max length 128, no
-    warm-up) except the head, which mean-pools (measured better here than [CLS]).
-    ``frozen_layers`` are encoder blocks numbered 1..L (hidden-state index).
+    The settings the study chooses have no default here: their defaults live in
+    :class:`xldrift.params.StudyConfig`, and :meth:`from_study` derives a config
+    from it. Only settings the study never sets keep one (gradient clipping,
+    dropout, no frozen blocks). ``frozen_layers`` are encoder blocks numbered
+    1..L (hidden-state index).
     """
 
     model: str
     task: str
     source: str
-    seed: int = 0
-    epochs: int = 3
-    learning_rate: float = 2e-5
-    batch_size: int = 32
-    max_length: int = 128
-    warmup_ratio: float = 0.0
-    weight_decay: float = 0.0
+    seed: int
+    epochs: int
+    learning_rate: float
+    batch_size: int
+    max_length: int
+    warmup_ratio: float
+    weight_decay: float
     max_grad_norm: float = 1.0
-    pooling: str = "mean"
+    pooling: str
     dropout: float = 0.1
-    freeze_word_embeddings: bool = False
+    freeze_word_embeddings: bool
     frozen_layers: tuple[int, ...] = ()
     data_fingerprint: str = ""
     num_labels: int = 3
+
+    @classmethod
+    def from_study(cls, cfg: StudyConfig, *, source: str, seed: int, frozen_layers: Sequence[int] = (),
+                   fingerprint: str) -> FinetuneConfig:
+        """The validated fine-tuning config of one run of the study.
+
+        Args:
+            cfg: the study's config; its ``model, task, epochs, learning_rate, batch_size,
+                max_length, warmup_ratio, weight_decay, head_pooling, freeze_word_embeddings``
+                become this run's settings, and the task decides the number of labels.
+            source, seed, frozen_layers: this run's source language, seed and frozen blocks.
+            fingerprint: :func:`data_fingerprint` of the run's training and validation items.
+
+        Raises:
+            ValueError: a setting is out of range (see :meth:`validate`).
+        """
+        from xldrift.data import labels
+
+        return cls(
+            model=cfg.model, task=cfg.task, source=source, seed=seed, epochs=cfg.epochs,
+            learning_rate=cfg.learning_rate, batch_size=cfg.batch_size, max_length=cfg.max_length,
+            warmup_ratio=cfg.warmup_ratio, weight_decay=cfg.weight_decay, pooling=cfg.head_pooling,
+            freeze_word_embeddings=cfg.freeze_word_embeddings, frozen_layers=tuple(frozen_layers),
+            data_fingerprint=fingerprint, num_labels=len(labels(cfg.task)),
+        ).validate()
 
     def __post_init__(self) -> None:
         # numpy scalars would hash as strings and split one config into two keys
@@ -180,32 +210,9 @@ def data_fingerprint(*frames: pd.DataFrame | None) -> str:
     return io.stable_hash(parts)
 
 
-def make_config(params: Any, *, source: str, seed: int, frozen_layers: Sequence[int] = (),
-                fingerprint: str) -> FinetuneConfig:
-    """A validated :class:`FinetuneConfig` from a notebook's resolved parameters.
-
-    Args:
-        params: namespace with ``model, task, epochs, learning_rate, batch_size,
-            max_length, warmup_ratio, weight_decay, head_pooling,
-            freeze_word_embeddings`` (``dropout``, ``max_grad_norm`` optional).
-        source, seed, frozen_layers: this run's source language, seed and frozen blocks.
-        fingerprint: :func:`data_fingerprint` of the run's training and validation items.
-    """
-    from xldrift.data import labels
-
-    return FinetuneConfig(
-        model=params.model, task=params.task, source=source, seed=seed, epochs=params.epochs,
-        learning_rate=params.learning_rate, batch_size=params.batch_size, max_length=params.max_length,
-        warmup_ratio=params.warmup_ratio, weight_decay=params.weight_decay,
-        max_grad_norm=getattr(params, "max_grad_norm", 1.0), pooling=params.head_pooling,
-        dropout=getattr(params, "dropout", 0.1), freeze_word_embeddings=params.freeze_word_embeddings,
-        frozen_layers=tuple(frozen_layers), data_fingerprint=fingerprint, num_labels=len(labels(params.task)),
-    ).validate()
-
-
-def hyperparameters(params: Any) -> dict[str, Any]:
+def hyperparameters(study: StudyConfig) -> dict[str, Any]:
     """The fine-tuning settings shared by every run of a notebook (no source, seed, layers or data)."""
-    cfg = asdict(make_config(params, source="-", seed=0, fingerprint="-"))
+    cfg = asdict(FinetuneConfig.from_study(study, source="-", seed=0, fingerprint="-"))
     for per_run in ("source", "seed", "frozen_layers", "data_fingerprint"):
         cfg.pop(per_run)
     return cfg

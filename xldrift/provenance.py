@@ -6,7 +6,8 @@ metadata under ``xldrift``:
 ``notebook``
     a fingerprint of its own source notebook (cell types, sources and tags);
 ``parameters``
-    the parameters it ran with;
+    the parameters it ran with: the fields of :class:`xldrift.params.StudyConfig`
+    that :data:`xldrift.params.NOTEBOOK_FIELDS` lists for it, and their values;
 ``modules``
     ``{module: fingerprint}`` of every module of the package (and ``utils``)
     that its kernel actually imported;

@@ -1,8 +1,11 @@
 """Run the notebook sequence with papermill, after validating every parameter.
 
 ``run_study.py --profile NAME [--set key=value ...] [--only 03,04] [--rerun]`` is
-a thin front end to :func:`main`. Validation happens before anything is
-executed or written; a failing notebook stops the run with the notebook and
+a thin front end to :func:`main`. The profile and the overrides are applied to
+:class:`xldrift.params.StudyConfig` and validated once, in :func:`plan`, before
+anything is executed or written; each notebook then receives the profile name
+and the values that differ from the defaults, already checked. A bad value
+stops the run with one line; a failing notebook stops it with the notebook and
 cell named and its partially executed copy kept as ``<name>.FAILED.ipynb``.
 
 Like ``make``, the runner skips a notebook whose executed copy is current
@@ -36,6 +39,7 @@ from typing import Any
 import yaml
 
 from xldrift import checks, io, locks, params, paths, provenance, runlog
+from xldrift.params import StudyConfig
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +54,7 @@ def notebook_paths() -> list[Path]:
 
 
 notebook_parameters = params.notebook_parameters
-SCRATCH_PROFILE = "lab"  # what an interactive run writes to (git-ignored); never a profile file
+SCRATCH_PROFILE = params.SCRATCH_PROFILE
 
 
 def available_profiles() -> list[str]:
@@ -109,11 +113,11 @@ def git_commit() -> str:
 
 
 def plan(profile: str, sets: dict[str, Any], only: list[str] | None, *,
-         check_model: bool = True) -> tuple[dict[str, Any], list[Path]]:
-    """Merge notebook defaults, the profile and overrides; validate everything.
+         check_model: bool = True) -> tuple[StudyConfig, list[Path]]:
+    """Apply the profile and the ``--set`` overrides to the defaults; validate everything, once.
 
     Returns:
-        The validated parameters and the notebooks to run.
+        The validated config and the notebooks to run.
 
     Raises:
         ParamError: any problem, before anything runs.
@@ -121,20 +125,16 @@ def plan(profile: str, sets: dict[str, Any], only: list[str] | None, *,
     nbs = notebook_paths()
     if not nbs:
         raise params.ParamError(f"no notebooks found in {NOTEBOOKS}")
-    declared: dict[str, Any] = {}
-    for nb in nbs:
-        for k, v in notebook_parameters(nb).items():
-            declared.setdefault(k, v)
-    merged = dict(declared)
+    merged: dict[str, Any] = {}
+    settable = sorted(set(params.SCHEMA) - {"profile"})  # the profile is the file's name, never a value in it
     for origin, values in ((f"profiles/{profile}.yaml", load_profile(profile)), ("--set", sets)):
         for k, v in values.items():
-            if k not in declared:
-                near = difflib.get_close_matches(k, declared, n=1)
+            if k not in settable:
+                near = difflib.get_close_matches(k, settable, n=1)
                 hint = f"; did you mean {near[0]!r}?" if near else ""
-                raise params.ParamError(f"{origin}: unknown parameter {k!r}{hint} (valid: {', '.join(sorted(declared))})")
+                raise params.ParamError(f"{origin}: unknown parameter {k!r}{hint} (valid: {', '.join(settable)})")
             merged[k] = v
-    merged["profile"] = profile
-    merged = params.validate(merged)
+    cfg = StudyConfig.validated({**merged, "profile": profile})
     known = {nb.name[:2]: nb for nb in nbs}
     selected = profile_notebooks(profile)
     if only:
@@ -147,10 +147,10 @@ def plan(profile: str, sets: dict[str, Any], only: list[str] | None, *,
         selected = sorted(set(only))
     nbs = [known[o] for o in selected]
     if "06" in selected:  # only a run of the intervention needs its source among the fine-tuned ones
-        params.check_intervention_source(merged)
+        cfg.intervention_language()
     if check_model:
-        _check_model(merged["model"])
-    return merged, nbs
+        _check_model(cfg.model)
+    return cfg, nbs
 
 
 def _check_model(name: str) -> None:
@@ -190,10 +190,17 @@ def _digest(rel: str) -> str | None:
     return provenance.file_digest(paths.out_root() / rel)
 
 
-def nb_parameters(nb: Path, values: dict[str, Any]) -> dict[str, Any]:
-    """The subset of ``values`` that notebook ``nb`` declares."""
-    declared = notebook_parameters(nb)
-    return {k: v for k, v in values.items() if k in declared}
+def nb_parameters(nb: Path, cfg: StudyConfig) -> dict[str, Any]:
+    """The fields of ``cfg`` that notebook ``nb`` uses (:data:`xldrift.params.NOTEBOOK_FIELDS`)."""
+    return cfg.for_notebook(nb.name[:2])
+
+
+def papermill_parameters(cfg: StudyConfig) -> dict[str, Any]:
+    """What the runner injects into a notebook's ``parameters`` cell: the profile and the validated overrides.
+
+    The notebook rebuilds ``cfg`` from them without validating again (``utils.setup``).
+    """
+    return {"profile": cfg.profile, "overrides": cfg.overrides()}
 
 
 def staleness(profile: str, nb: Path, nb_params: dict[str, Any]) -> str | None:
@@ -201,13 +208,13 @@ def staleness(profile: str, nb: Path, nb_params: dict[str, Any]) -> str | None:
     return provenance.staleness(paths.executed_dir(profile) / nb.name, nb, nb_params)
 
 
-def execute(profile: str, values: dict[str, Any], notebooks: list[Path], *, rerun: bool = False) -> int:
+def execute(profile: str, cfg: StudyConfig, notebooks: list[Path], *, rerun: bool = False) -> int:
     """Execute the stale ``notebooks`` in order (all of them with ``rerun``); return an exit code.
 
     Each notebook is judged when its turn comes, after the earlier ones ran: a notebook whose
     inputs an earlier one rewrote with the same bytes stays current.
     """
-    judged = [] if rerun else [(nb, staleness(profile, nb, nb_parameters(nb, values))
+    judged = [] if rerun else [(nb, staleness(profile, nb, nb_parameters(nb, cfg))
                                     or checks.cache_staleness(profile, nb)) for nb in notebooks]
     # a notebook that runs and reads cache entries that are gone makes their producer run too
     forced = checks.forced_by_cache(profile, notebooks, {nb.name[:2]: why for nb, why in judged}, rerun)
@@ -220,15 +227,15 @@ def execute(profile: str, values: dict[str, Any], notebooks: list[Path], *, reru
         return 0
     run_info: dict[str, Any] | None = None  # one record of the run, taken when its first notebook starts
     for nb in notebooks:
-        why = ("--rerun" if rerun else staleness(profile, nb, nb_parameters(nb, values))
+        why = ("--rerun" if rerun else staleness(profile, nb, nb_parameters(nb, cfg))
                or checks.cache_staleness(profile, nb) or forced.get(nb.name[:2]))
         if why is None:
             print(f"{nb.name}: current, skipped")
             continue
         print(f"{nb.name}: to run ({why})")
         if run_info is None:
-            run_info = _run_info(profile, values)
-        code = _execute(profile, values, [nb], run_info)
+            run_info = _run_info(profile, cfg)
+        code = _execute(profile, cfg, [nb], run_info)
         if code:
             return code
     return 0
@@ -279,15 +286,15 @@ def _cache_is_empty() -> bool:
     return not any(d.is_dir() and any(d.iterdir()) for d in folders)
 
 
-def _run_info(profile: str, values: dict[str, Any]) -> dict[str, Any]:
+def _run_info(profile: str, cfg: StudyConfig) -> dict[str, Any]:
     """What every executed copy of one runner invocation records alike; written to ``config.json`` too."""
     info = {"profile": profile, "commit": git_commit(), "cold_cache": _cache_is_empty(),
             "python": sys.version.split()[0], "started": dt.datetime.now().isoformat(timespec="seconds")}
-    runlog.write_run_config(paths.results_dir(profile) / "config.json", info, values)
+    runlog.write_run_config(paths.results_dir(profile) / "config.json", info, cfg.as_dict())
     return info
 
 
-def _execute(profile: str, values: dict[str, Any], notebooks: list[Path], run_info: dict[str, Any] | None = None) -> int:
+def _execute(profile: str, cfg: StudyConfig, notebooks: list[Path], run_info: dict[str, Any] | None = None) -> int:
     import papermill as pm
 
     out_dir = paths.executed_dir(profile)
@@ -296,10 +303,10 @@ def _execute(profile: str, values: dict[str, Any], notebooks: list[Path], run_in
     os.environ["XLDRIFT_RUNNER"] = "1"  # lets the notebooks write a published profile
     # the kernel runs in notebooks/; utils.py and the package live in the repository root
     os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(paths.ROOT), os.environ.get("PYTHONPATH")]))
-    run_info = run_info or _run_info(profile, values)
+    run_info = run_info or _run_info(profile, cfg)
     notices = runlog.notices_file()
     for nb in notebooks:
-        nb_params = nb_parameters(nb, values)
+        nb_params = nb_parameters(nb, cfg)
         target = out_dir / nb.name
         failed = out_dir / nb.name.replace(".ipynb", ".FAILED.ipynb")
         t0 = time.time()
@@ -313,7 +320,7 @@ def _execute(profile: str, values: dict[str, Any], notebooks: list[Path], run_in
         try:
             with runlog.Relay(notices, prefix=f"{nb.name}: "):
                 pm.execute_notebook(
-                    str(src), str(tmp), parameters=nb_params, kernel_name=KERNEL, cwd=str(NOTEBOOKS),
+                    str(src), str(tmp), parameters=papermill_parameters(cfg), kernel_name=KERNEL, cwd=str(NOTEBOOKS),
                     progress_bar=False, log_output=False, report_mode=False,
                     kernel_manager_class=runlog.kernel_manager_class(notices.with_name("kernel.log")),
                 )
@@ -360,13 +367,13 @@ def status(profiles: list[str] | None = None) -> list[dict[str, Any]]:
     rows = []
     for profile in profiles or published_profiles():
         try:
-            values, nbs = plan(profile, {}, None, check_model=False)
+            cfg, nbs = plan(profile, {}, None, check_model=False)
         except params.ParamError as e:
             rows.append({"profile": profile, "notebook": "-", "state": "invalid", "reason": str(e), "commit": "-"})
             continue
         for nb in nbs:
             executed = paths.executed_dir(profile) / nb.name
-            why = staleness(profile, nb, nb_parameters(nb, values))
+            why = staleness(profile, nb, nb_parameters(nb, cfg))
             rec = provenance.read_record(executed) or {}
             rows.append({"profile": profile, "notebook": nb.name[:2], "state": "current" if why is None else "stale",
                          "reason": why or "", "commit": provenance.short_commit(rec.get("commit")),
@@ -401,7 +408,7 @@ def ensure_kernel() -> None:
                     "--display-name", "xldrift (.venv)"], check=True, capture_output=True)
 
 
-def verify(profile: str, values: dict[str, Any], nbs: list[Path], *, warm: bool = False) -> int:
+def verify(profile: str, cfg: StudyConfig, nbs: list[Path], *, warm: bool = False) -> int:
     """Re-run ``profile`` into a scratch folder, cold unless ``warm``, and compare its tables with the committed ones.
 
     The scratch folder is ``$XLDRIFT_VERIFY_DIR`` or ``.reproduce/`` in the repository (git-ignored);
@@ -425,7 +432,7 @@ def verify(profile: str, values: dict[str, Any], nbs: list[Path], *, warm: bool 
     print(f"reproducing profile {profile} {'with the cache in ' + str(paths.cache_dir()) if warm else 'cold'} "
           f"into {scratch}")
     t0 = time.time()
-    code = execute(profile, values, nbs, rerun=True)
+    code = execute(profile, cfg, nbs, rerun=True)
     if code:
         return code
     print(f"reproduced in {(time.time() - t0) / 60:.1f} min")
@@ -459,14 +466,14 @@ def main(argv: list[str] | None = None) -> int:
         print_status(status([args.profile] if explicit else None))
         return 0
     try:
-        values, nbs = plan(args.profile, parse_sets(args.sets), args.only.split(",") if args.only else None)
-        checks.run_checks(args.profile, values, nbs, only=bool(args.only))
+        cfg, nbs = plan(args.profile, parse_sets(args.sets), args.only.split(",") if args.only else None)
+        checks.run_checks(args.profile, cfg.as_dict(), nbs, only=bool(args.only))
     except params.ParamError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     print(f"profile {args.profile}: {', '.join(nb.name for nb in nbs)}")
     if args.check:
-        print(json.dumps(values, indent=1))
+        print(json.dumps(cfg.as_dict(), indent=1))
         return 0
     try:
         lock = locks.profile_lock(args.profile).acquire()
@@ -476,8 +483,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         ensure_kernel()
         if args.verify:
-            return verify(args.profile, values, nbs, warm=args.warm)
-        return execute(args.profile, values, nbs, rerun=args.rerun)
+            return verify(args.profile, cfg, nbs, warm=args.warm)
+        return execute(args.profile, cfg, nbs, rerun=args.rerun)
     except KeyboardInterrupt:
         runlog.stop_children()
         print(runlog.interrupted_line(), file=sys.stderr)

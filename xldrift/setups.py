@@ -15,13 +15,15 @@ Every run goes through :func:`xldrift.finetune.finetune` and
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
-from types import SimpleNamespace
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
 import numpy as np
 import pandas as pd
 
+if TYPE_CHECKING:
+    from xldrift.params import StudyConfig
 
 PAPER_LR = 2e-5  # Philippy et al. (2023), following Devlin et al. (2019)
 FACTORS = ("head_pooling", "freeze_word_embeddings", "learning_rate")
@@ -67,18 +69,17 @@ def variants(params: Any) -> list[Setup]:
     return out
 
 
-def _settings(params: Any, setup: Setup) -> SimpleNamespace:
-    base = {k: getattr(params, k) for k in dir(params) if not k.startswith("_")}
-    return SimpleNamespace(**{**base, **setup.overrides})
+def _settings(params: StudyConfig, setup: Setup) -> StudyConfig:
+    return dataclasses.replace(params, **setup.overrides)
 
 
-def run(params: Any, source: str, train: pd.DataFrame, val: pd.DataFrame,
+def run(params: StudyConfig, source: str, train: pd.DataFrame, val: pd.DataFrame,
         eval_items: Mapping[str, pd.DataFrame], *, seeds: list[int], force: bool = False,
         progress: bool = False) -> pd.DataFrame:
     """Fine-tune and evaluate every setup of :func:`variants` for each seed.
 
     Args:
-        params: resolved notebook parameters (see :func:`xldrift.finetune.make_config`).
+        params: the study's config (see :meth:`xldrift.finetune.FinetuneConfig.from_study`).
         source: the source language; ``train`` / ``val`` are its items.
         eval_items: ``{target: items}``, the source included.
         seeds: one run per seed and setup.
@@ -99,7 +100,7 @@ def run(params: Any, source: str, train: pd.DataFrame, val: pd.DataFrame,
     for setup in variants(params):
         settings = _settings(params, setup)
         for seed in seeds:
-            fcfg = finetune.make_config(settings, source=source, seed=seed, fingerprint=fingerprint)
+            fcfg = finetune.FinetuneConfig.from_study(settings, source=source, seed=seed, fingerprint=fingerprint)
             ckpt = finetune.finetune(fcfg, train, val, force=force, progress=progress)
             record = finetune.run_record(ckpt, condition=setup.name)
             preds = evaluate.evaluate_languages(ckpt, eval_items, batch_size=settings.eval_batch_size,
