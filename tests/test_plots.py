@@ -62,11 +62,17 @@ def test_accuracy_figure(n):
         assert not set(langs) <= set(labels)
 
 
-def test_token_lengths_many_languages():
-    langs, _ = _langs(205)
-    lengths = pd.DataFrame({"language": np.repeat(langs, 20), "tokens": RNG.integers(10, 200, 205 * 20)})
+def _token_frames(langs: list[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """20 items' token counts per language, and the fertility table built from them."""
+    lengths = pd.DataFrame({"language": np.repeat(langs, 20), "tokens": RNG.integers(10, 200, len(langs) * 20)})
     fert = lengths.groupby("language")["tokens"].median().rename("median_tokens").reset_index()
     fert["tokens_per_char"] = RNG.uniform(0.2, 0.9, len(fert))
+    return lengths, fert
+
+
+def test_token_lengths_many_languages():
+    langs, _ = _langs(205)
+    lengths, fert = _token_frames(langs)
     fig = plots.token_lengths(lengths, fert, 128)
     texts = " ".join(t.get_text() for ax in fig.axes for t in ax.texts)
     w, _ = _size(fig)
@@ -192,9 +198,7 @@ def test_accuracy_profile_draws_the_sorted_accuracies_and_the_source():
 
 
 def test_token_lengths_draw_the_fertility_bars_in_order():
-    lengths = pd.DataFrame({"language": np.repeat(FEW, 20), "tokens": RNG.integers(10, 200, len(FEW) * 20)})
-    fert = lengths.groupby("language")["tokens"].median().rename("median_tokens").reset_index()
-    fert["tokens_per_char"] = RNG.uniform(0.2, 0.9, len(fert))
+    lengths, fert = _token_frames(FEW)
     fig = plots.token_lengths(lengths, fert, 128)
     boxes, bars = fig.axes[:2]
     assert _ticks(boxes.get_xticklabels()) == fert.sort_values("median_tokens")["language"].tolist()
@@ -207,9 +211,7 @@ def test_token_lengths_draw_the_fertility_bars_in_order():
 
 def test_token_lengths_many_languages_draw_median_and_fertility_profiles():
     langs, _ = _langs(205)
-    lengths = pd.DataFrame({"language": np.repeat(langs, 20), "tokens": RNG.integers(10, 200, 205 * 20)})
-    fert = lengths.groupby("language")["tokens"].median().rename("median_tokens").reset_index()
-    fert["tokens_per_char"] = RNG.uniform(0.2, 0.9, len(fert))
+    lengths, fert = _token_frames(langs)
     fig = plots.token_lengths(lengths, fert, 128)
     left, right = fig.axes[:2]
     order = fert.sort_values("median_tokens")["language"]
