@@ -197,6 +197,7 @@ def test_accuracy_profile_draws_the_sorted_accuracies_and_the_source():
     plt.close(fig)
 
 
+@pytest.mark.filterwarnings("ignore:vert. bool was deprecated")  # seaborn's boxplot still passes matplotlib's `vert`
 def test_token_lengths_draw_the_fertility_bars_in_order():
     lengths, fert = _token_frames(FEW)
     fig = plots.token_lengths(lengths, fert, 128)
