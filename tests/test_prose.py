@@ -65,11 +65,11 @@ def test_p_floor_says_whether_significance_is_attainable():
 
 def test_seen_distinguishes_unknown_all_seen_and_some_unseen():
     unknown = pd.Series([pd.NA, pd.NA], index=["de", "sw"], dtype="boolean")
-    assert "is not shipped" in prose.seen("m", unknown)[0]
-    assert prose.seen("m", pd.Series([True, True], index=["de", "sw"], dtype="boolean")) == [
+    assert "is not shipped" in prose.seen_languages("m", unknown)[0]
+    assert prose.seen_languages("m", pd.Series([True, True], index=["de", "sw"], dtype="boolean")) == [
         "All 2 targets are in m's pretraining corpus: the seen-only analysis equals the one above."]
     some = pd.Series([True, False, True], index=["de", "nqo", "sw"], dtype="boolean")
-    assert prose.seen("m", some)[0].startswith("2 targets are in m's pretraining corpus and 1 are not")
+    assert prose.seen_languages("m", some)[0].startswith("2 targets are in m's pretraining corpus and 1 are not")
 
 
 def test_placeholders_list_the_flagged_kinds_and_the_clean_databases():
@@ -93,7 +93,7 @@ def test_correlation_prose_reads_the_smoke_tables_section_by_section():
         distances=read["distances"], excluded=pd.DataFrame(columns=["database", "kind", "task_code", "iso639_3",
                                                                       "status", "partner", "reason"]),
         size=pd.Series(1.0, index=targets), size_what="CC-100 GiB", impact=rows, accuracy=rows, n_languages=6,
-        permutations="720", family=72, p_min=1 / 720, p_adj_min=0.1, seen_=pd.Series(True, index=targets[1:]),
+        permutations="720", family=72, p_min=1 / 720, p_adj_min=0.1, seen=pd.Series(True, index=targets[1:]),
         corr=read["correlations"], verdicts=read["claims"], grid=read["verdict_grid"], variant=variant,
         flags=read["placeholders"], flagged=flagged, claims_paper=read["claims_paper"],
         paper_steps=read["paper_steps"])

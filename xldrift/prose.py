@@ -91,19 +91,19 @@ def p_floor(n_sources: int, n_languages: int, permutations: str, family: int, p_
                "evidence." if p_adj_min >= alpha else "Significance is attainable at this size.")]
 
 
-def seen(model: str, seen_: pd.Series) -> list[str]:
+def seen_languages(model: str, seen: pd.Series) -> list[str]:
     """Whether a seen-only analysis was possible, and needed.
 
     Args:
-        seen_: per target, in the model's pretraining corpus (nullable boolean; from pretraining.seen_languages).
+        seen: per target, in the model's pretraining corpus (nullable boolean; from pretraining.seen_languages).
     """
-    n_unseen, n_unknown = int((seen_ == False).sum()), int(seen_.isna().sum())  # noqa: E712
+    n_unseen, n_unknown = int((seen == False).sum()), int(seen.isna().sum())  # noqa: E712
     if n_unknown:
         return [f"The pretraining language list of {model} is not shipped, so seen/unseen cannot be told apart."]
     if n_unseen == 0:
-        return [f"All {len(seen_)} targets are in {model}'s pretraining corpus: the seen-only analysis equals the one "
+        return [f"All {len(seen)} targets are in {model}'s pretraining corpus: the seen-only analysis equals the one "
                 "above."]
-    return [f"{int(seen_.sum())} targets are in {model}'s pretraining corpus and {n_unseen} are not; the seen-only "
+    return [f"{int(seen.sum())} targets are in {model}'s pretraining corpus and {n_unseen} are not; the seen-only "
             "correlations are in correlations_seen.csv."]
 
 
@@ -127,7 +127,7 @@ def correlation_prose(*, model: str, targets: Sequence[str], sources: Sequence[s
                       excluded: pd.DataFrame, size: pd.Series, size_what: str, impact: pd.DataFrame,
                       accuracy: pd.DataFrame, n_languages: int, permutations: str, family: int, p_min: float,
                       p_adj_min: float,
-                      seen_: pd.Series, corr: pd.DataFrame, verdicts: pd.DataFrame, grid: pd.DataFrame,
+                      seen: pd.Series, corr: pd.DataFrame, verdicts: pd.DataFrame, grid: pd.DataFrame,
                       variant: Mapping[str, str], flags: pd.DataFrame,
                       flagged: Mapping[str, Mapping[str, Sequence[str]]], claims_paper: pd.DataFrame,
                       paper_steps: pd.DataFrame) -> dict[str, list[str]]:
@@ -141,7 +141,7 @@ def correlation_prose(*, model: str, targets: Sequence[str], sources: Sequence[s
         impact, accuracy: section 1's inputs (``source, target, ...``).
         n_languages, permutations, family, p_min, p_adj_min: section 11's permutation and correction floors
             (``permutations`` as text: the count can be astronomically large).
-        seen_: section 11's seen/unseen flag per target.
+        seen: section 11's seen/unseen flag per target.
         corr, verdicts, grid, variant: the correlation table, the claims, the verdict grid, the primary variant.
         flags, flagged: section 14's placeholder rows.
         claims_paper, paper_steps: sections 15 and 18, the paper's reading.
@@ -157,7 +157,7 @@ def correlation_prose(*, model: str, targets: Sequence[str], sources: Sequence[s
         "7 · Pairs": same_language_rows(impact, accuracy),
         "11 · What this many languages allow": p_floor(len(sources), n_languages, permutations, family, p_min,
                                                        p_adj_min, correction, alpha),
-        "11 · Seen and unseen languages": seen(model, seen_),
+        "11 · Seen and unseen languages": seen_languages(model, seen),
         "14 · Placeholder rows": placeholders(flags, flagged, databases),
         "Findings (primary variant, then the claims)": correlation.findings(corr, verdicts, grid, variant, alpha,
                                                                             correction, p_adj_min),
