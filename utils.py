@@ -35,7 +35,7 @@ from xldrift import io, params, paths  # noqa: E402
 MODULES = (
     "claims", "classifier", "correlation", "data", "drift", "evaluate", "extract", "finetune", "intervention", "io",
     "languages", "metrics", "models", "pairs", "paper", "params", "paths", "plots", "precomputed", "pretraining",
-    "setups", "splits", "stats", "tokens", "transfer", "typology",
+    "prose", "setups", "splits", "stats", "tokens", "transfer", "typology",
 )
 
 

@@ -119,6 +119,113 @@ def test_smoke_profile_runs_the_whole_sequence(tmp_path):
     corr = pd.read_csv(res / "correlations.csv")
     assert (corr["n"] <= 5).all()  # five non-source targets: same-language pairs never enter
     assert any((out / "figures" / "smoke").glob("*.png"))
+    # ranges, counts and relations, from the parameters each notebook ran with (its defaults, then the profile's)
+    ran_with = {k: {**runner.notebook_parameters(ROOT / "notebooks" / p.name), **records[k]["parameters"]}
+                for k, p in zip(records, executed)}
+    check_tables(res, ran_with)
+
+
+def _between(values: pd.Series, lo: float, hi: float, what: str, tol: float = 1e-9) -> None:
+    values = values.dropna()
+    bad = values[(values < lo - tol) | (values > hi + tol)]
+    assert bad.empty, f"{what}: {len(bad)} value(s) outside [{lo}, {hi}], e.g. {bad.iloc[0]}"
+
+
+def check_tables(res: Path, ran_with: dict[str, dict]) -> None:
+    """Ranges, counts and relations of a run's tables, derived from the parameters each notebook ran with.
+
+    Args:
+        res: the run's results folder.
+        ran_with: notebook number ("01".."07") -> its parameters (the notebook's defaults overridden by the
+            parameters its executed copy recorded).
+    """
+    p01, p02, p04, p05, p06 = (ran_with[k] for k in ("01", "02", "04", "05", "06"))
+    targets, sources, seeds = p02["target_languages"], p02["source_languages"], p02["seeds"]
+    others = [t for t in targets if t not in sources]
+    items = pd.read_csv(res / "items.csv")
+    assert items["role"].value_counts().to_dict() == {r: p01[f"n_{r}"] for r in ("train", "val", "eval", "drift")}, \
+        "items per role as configured"
+    assert set(pd.read_csv(res / "fertility.csv")["language"]) == set(targets)
+
+    ckpt = pd.read_csv(res / "checkpoints.csv")
+    assert len(ckpt) == len(sources) * len(seeds) and (ckpt["train_items"] == p01["n_train"]).all()
+    steps_per_epoch = -(-p01["n_train"] // p02["batch_size"])
+    assert (ckpt["steps"] == steps_per_epoch * p02["epochs"]).all(), "steps = epochs x ceil(n_train / batch)"
+
+    acc = pd.read_csv(res / "accuracy.csv")
+    _between(acc["accuracy"], 0, 1, "accuracy")
+    assert (acc["n"] == p01["n_eval"]).all(), "every accuracy is over n_eval items"
+    assert len(acc) == len(sources) * len(seeds) * len(targets)
+    assert set(acc["target"]) == set(targets) and set(acc["seed"]) == set(seeds)
+
+    drift = pd.read_csv(res / "drift.csv")
+    for metric, g in drift.groupby("metric"):
+        _between(g["similarity"], 0, 1, f"drift {metric}", tol=1e-6)  # every metric here is a CKA of pre vs post
+    assert set(drift["metric"]) == set(p04["metrics"]) and set(drift["pooling"]) == set(p04["poolings"])
+    layers = {p: set(g) for p, g in drift.groupby("pooling")["layer"]}
+    assert layers["mean"] == layers["cls"] | {0} and 0 not in layers["cls"], "cls skips the embedding layer"
+    per_target = sum(len(v) for v in layers.values()) * len(p04["metrics"])
+    assert len(drift) == len(targets) * len(sources) * len(seeds) * per_target, "one row per target, run and cell"
+
+    align = pd.read_csv(res / "alignment.csv")
+    _between(align.loc[align["metric"] == "linear_cka", "similarity"], 0, 1, "alignment linear CKA", tol=1e-6)
+    assert set(align["target"]) == set(others), "a source is never aligned with itself"
+    assert set(align.loc[align["state"] == "pre", "seed"]) == {-1}
+    assert set(align.loc[align["state"] == "post", "seed"]) == set(seeds)
+    assert (align["state"] == "pre").sum() == (align["state"] == "post").sum() // len(seeds)
+
+    dist = pd.read_csv(res / "distances.csv")
+    _between(dist["value"], 0, 1, "distance")
+    assert set(dist["database"]) == set(p05["databases"]) and set(dist["lang_a"]) == set(sources)
+    assert set(dist["lang_b"]) == set(others)
+
+    for name in ("correlations.csv", "correlations_avg.csv"):
+        corr = pd.read_csv(res / name)
+        defined = corr.dropna(subset=["r"])
+        assert len(defined), name
+        _between(corr["r"], -1, 1, f"{name} r")
+        for col in ("p", "p_perm", "p_adj"):
+            _between(corr[col], 0, 1, f"{name} {col}")
+        for col in ("ci_low", "ci_high"):
+            _between(corr[col], -1, 1, f"{name} {col}")
+        plain = defined[defined["method"].isin(["pearson", "spearman"])]  # the partial Spearman has no interval
+        assert len(plain) and plain[["ci_low", "ci_high"]].notna().all().all(), f"{name}: an interval missing"
+        assert (plain["ci_low"] <= plain["ci_high"] + 1e-12).all(), f"{name}: an interval upside down"
+        assert (defined["p_adj"] >= defined["p_perm"] - 1e-12).all(), f"{name}: a correction lowered a p value"
+        assert set(corr["n"]) == {len(others)}, f"{name}: n = the {len(others)} non-source targets in every cell"
+    paper = pd.read_csv(res / "correlations_paper.csv")
+    _between(paper["r"], -1, 1, "paper r")
+    _between(paper["p"], 0, 1, "paper p")
+    with_self = paper[(paper["same_language"] == 1) & (paper["languages"] == "all")]
+    assert set(with_self["n"]) == {len(targets)}, "the paper's reading pairs the source with itself: n = all targets"
+
+    claims = pd.read_csv(res / "claims.csv")
+    assert list(claims["claim"]) == ["a", "b", "c"]
+    assert set(claims["verdict"]) <= {"supported", "mixed", "not supported", "not evaluated"}
+    agreement = pd.read_csv(res / "database_agreement.csv")
+    _between(agreement["rho"], -1, 1, "database agreement rho")
+    _between(agreement["p"], 0, 1, "database agreement p")
+
+    inter = pd.read_csv(res / "intervention.csv")
+    conditions = ["full", *p06["conditions"]]
+    draws = {c: p06["random_draws"] if c == "random" else 1 for c in conditions}
+    assert inter["condition"].value_counts().to_dict() == {c: len(targets) * len(p06["seeds"]) * draws[c]
+                                                           for c in conditions}, "rows per condition as configured"
+    _between(inter["accuracy"], 0, 1, "intervention accuracy")
+    assert (inter["n"] == p01["n_eval"]).all()
+    full = inter[inter["condition"] == "full"].merge(acc, on=["source", "target", "seed"], suffixes=("", "_02"))
+    assert (full["accuracy"] == full["accuracy_02"]).all(), "06's full condition is 02's fine-tuning"
+    frozen = inter.dropna(subset=["frozen_layers"]).groupby("condition")["frozen_layers"].first()
+    assert all(len(str(v).split(",")) == p06["freeze_k"] for v in frozen), "freeze_k layers in every frozen set"
+    assert frozen["lowest"] == ",".join(str(k) for k in range(1, p06["freeze_k"] + 1))
+    selection = pd.read_csv(res / "intervention_selection.csv")
+    assert frozen["targeted"] == ",".join(str(k) for k in sorted(selection.loc[selection["selected"], "layer"]))
+    gains = pd.read_csv(res / "intervention_gains.csv")
+    assert (gains["gain"] - (gains["accuracy"] - gains["accuracy_full"])).abs().max() < 1e-12, "gain = acc - full"
+    gaps = pd.read_csv(res / "intervention_gaps.csv")
+    assert ((gaps["n_close"] + gaps["n_distant"]) == len(others)).all(), "every non-source target in one half"
+    assert (gaps["gap_change"] - (gaps["distant"] - gaps["close"])).abs().max() < 1e-12
+    assert (gaps["ci_low"] <= gaps["ci_high"]).all()
 
 
 def _committed_executed_copies() -> dict[str, list[Path]]:
