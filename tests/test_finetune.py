@@ -20,6 +20,7 @@ import transformers
 from safetensors.torch import load_file
 from transformers import BertConfig, BertModel, BertTokenizerFast, TrainerCallback
 
+from xldrift import bootstrap as B
 from xldrift import evaluate as ev
 from xldrift import finetune as ft
 from xldrift import io, paths
@@ -362,7 +363,7 @@ def test_cls_pooling_reads_first_token(tiny_model):
     assert torch.equal(model.pool(hidden, mask), hidden[:, 0])
     model.pooling = "mean"
     np.testing.assert_allclose(model.pool(hidden, mask)[0], hidden[0, :3].mean(0), atol=1e-6)
-    with pytest.raises(ValueError, match="mean, cls"):
+    with pytest.raises(ValueError, match="cls, mean"):
         ft.EncoderClassifier(model.encoder, 2, pooling="max")
 
 
@@ -411,15 +412,15 @@ def test_bootstrap_ci_contains_estimate_and_shrinks():
     for n in (100, 2500):
         correct = rng.random(n) < 0.7
         p = correct.mean()
-        low, high = ev.bootstrap_ci(correct, n_boot=2000, seed=1)
+        low, high = B.item_mean_ci(correct, n_boot=2000, seed=1)
         assert low < p < high
         # the percentile interval of a proportion approaches the normal one, 2 * 1.96 * sqrt(p(1-p)/n)
         normal = 2 * 1.96 * math.sqrt(p * (1 - p) / n)
         assert (high - low) == pytest.approx(normal, rel=0.15)
         widths[n] = high - low
     assert widths[2500] < widths[100] / 3
-    assert ev.bootstrap_ci(np.ones(10)) == (1.0, 1.0)
+    assert B.item_mean_ci(np.ones(10)) == (1.0, 1.0)
     with pytest.raises(ValueError, match="non-empty"):
-        ev.bootstrap_ci([])
+        B.item_mean_ci([])
     with pytest.raises(ValueError, match="NaN"):
-        ev.bootstrap_ci([1.0, np.nan])
+        B.item_mean_ci([1.0, np.nan])
