@@ -20,7 +20,6 @@ import transformers
 from safetensors.torch import load_file
 from transformers import BertConfig, BertModel, BertTokenizerFast, TrainerCallback
 
-from xldrift import bootstrap as B
 from xldrift import evaluate as ev
 from xldrift import finetune as ft
 from xldrift import io, paths
@@ -404,23 +403,3 @@ def test_accuracy_hand_made():
         ev.accuracy([0, 1], [0, 1, 1])
     with pytest.raises(ValueError, match="zero items"):
         ev.accuracy([], [])
-
-
-def test_bootstrap_ci_contains_estimate_and_shrinks():
-    rng = np.random.default_rng(0)
-    widths = {}
-    for n in (100, 2500):
-        correct = rng.random(n) < 0.7
-        p = correct.mean()
-        low, high = B.item_mean_ci(correct, n_boot=2000, seed=1)
-        assert low < p < high
-        # the percentile interval of a proportion approaches the normal one, 2 * 1.96 * sqrt(p(1-p)/n)
-        normal = 2 * 1.96 * math.sqrt(p * (1 - p) / n)
-        assert (high - low) == pytest.approx(normal, rel=0.15)
-        widths[n] = high - low
-    assert widths[2500] < widths[100] / 3
-    assert B.item_mean_ci(np.ones(10)) == (1.0, 1.0)
-    with pytest.raises(ValueError, match="non-empty"):
-        B.item_mean_ci([])
-    with pytest.raises(ValueError, match="NaN"):
-        B.item_mean_ci([1.0, np.nan])
