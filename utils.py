@@ -33,9 +33,10 @@ import importlib  # noqa: E402
 from xldrift import io, params, paths  # noqa: E402
 
 MODULES = (
-    "claims", "classifier", "correlation", "data", "drift", "evaluate", "extract", "finetune", "intervention", "io",
-    "languages", "metrics", "models", "pairs", "paper", "params", "paths", "plots", "precomputed", "pretraining",
-    "prose", "setups", "splits", "stats", "tokens", "transfer", "typology",
+    "bootstrap", "claims", "classifier", "correlation", "data", "drift", "drift_summary", "evaluate", "extract",
+    "finetune", "fingerprint", "frozen", "intervention", "io", "languages", "metrics", "models", "pairs", "paper",
+    "params", "paths", "plots", "pooling", "precomputed", "pretraining", "projection", "prose",
+    "representation_cache", "representations", "setups", "splits", "stats", "tokens", "transfer", "typology",
 )
 
 

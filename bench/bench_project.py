@@ -58,7 +58,7 @@ def comparisons(p: Any, targets: list[str], seeds: int, n_layers: int = 12) -> d
     Drift: one per (source, seed, target, scored layer); alignment: one per (source,
     seed, target other than the source, layer) after fine-tuning and one per
     (source, other target, layer) before. Scored layers: 1..L for ``cls`` pooling and
-    0..L for ``mean`` (:func:`xldrift.drift.layers_for`).
+    0..L for ``mean`` (:func:`xldrift.pooling.layers_for`).
     """
     layers = sum(n_layers + (pool == "mean") for pool in p.poolings)
     sources = len(p.source_languages)

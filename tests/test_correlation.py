@@ -13,7 +13,8 @@ import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 
 from xldrift import correlation as C  # noqa: E402
-from xldrift import plots, stats  # noqa: E402
+from xldrift import claims, plots, stats  # noqa: E402
+from xldrift import pretraining as PT  # noqa: E402
 
 TARGETS = ["t%02d" % i for i in range(14)]
 
@@ -81,19 +82,19 @@ def test_seed_spread_matches_hand_computed_sd():
     ("FacebookAI/xlm-roberta-large", "cc100"), ("bert-base-multilingual-cased", "wikipedia"),
     ("bert-base-uncased", None), ("/models/my-encoder", None)])
 def test_pretraining_corpus_by_model_name(name, corpus):
-    assert C.pretraining_corpus(name) == corpus
+    assert PT.pretraining_corpus(name) == corpus
 
 
 def test_pretraining_covariate_lookup_and_macrolanguage():
     languages = pd.DataFrame({"code": ["en", "sw", "xx", "swh_Latn"], "iso639_3": ["eng", "swh", "xyz", "swh"]})
     sizes = pd.DataFrame({"iso639_3": ["eng"], "task_code": ["en"], "cc100_gib": [300.0], "wiki_articles_k": [6000.0]})
     xlmr = pd.DataFrame({"iso639_3": ["swa"], "cc100_gib": [1.6]})
-    size, what = C.pretraining_covariate("xlm-roberta-base", languages, sizes, xlmr)
+    size, what = PT.pretraining_covariate("xlm-roberta-base", languages, sizes, xlmr)
     assert size["en"] == 300.0 and size["sw"] == 1.6 and size["swh_Latn"] == 1.6 and np.isnan(size["xx"])
     assert "CC-100" in what
-    wiki, what = C.pretraining_covariate("bert-base-multilingual-cased", languages, sizes, xlmr)
+    wiki, what = PT.pretraining_covariate("bert-base-multilingual-cased", languages, sizes, xlmr)
     assert wiki["en"] == 6000.0 and np.isnan(wiki["sw"]) and "Wikipedia" in what  # CC-100 table not used for mBERT
-    none, what = C.pretraining_covariate("bert-base-uncased", languages, sizes, xlmr)
+    none, what = PT.pretraining_covariate("bert-base-uncased", languages, sizes, xlmr)
     assert none.empty and "no pretraining-size table" in what
 
 
@@ -103,7 +104,7 @@ def test_committed_covariate_covers_every_xnli_language():
     table = languages.language_table(sorted(languages.XNLI_LANGUAGES), "xnli")
     sizes = pd.read_csv(paths.ROOT / "data" / "pretraining_size.csv")
     for model in ("e5-small-q4", "bert-base-multilingual-cased"):
-        size, _ = C.pretraining_covariate(model, table, sizes)
+        size, _ = PT.pretraining_covariate(model, table, sizes)
         assert size.notna().all() and (size > 0).all(), model
 
 
@@ -138,24 +139,24 @@ def test_primary_variant_prefers_the_papers_choices():
 
 # -- what the numbers allow -------------------------------------------------------------
 def test_distinct_permutations_and_p_floor():
-    assert C.distinct_permutations(1, 6) == 120  # the 5 targets permuted, the source fixed
-    assert C.distinct_permutations(15, 15) == math.factorial(15)
-    assert C.distinct_permutations(2, 5) == 2 * 6
-    p, holm = C.smallest_p(1, 6, 10_000, 72, "holm")
+    assert claims.distinct_permutations(1, 6) == 120  # the 5 targets permuted, the source fixed
+    assert claims.distinct_permutations(15, 15) == math.factorial(15)
+    assert claims.distinct_permutations(2, 5) == 2 * 6
+    p, holm = claims.smallest_p(1, 6, 10_000, 72, "holm")
     assert p == pytest.approx(1 / 120) and holm == pytest.approx(72 / 120)
-    assert C.smallest_p(1, 6, 10_000, 200, "holm")[1] == 1.0  # capped
-    p, bh = C.smallest_p(1, 6, 10_000, 72, "bh")
+    assert claims.smallest_p(1, 6, 10_000, 200, "holm")[1] == 1.0  # capped
+    p, bh = claims.smallest_p(1, 6, 10_000, 72, "bh")
     assert bh == p
-    p, holm = C.smallest_p(1, 15, 999, 10, "holm")
+    p, holm = claims.smallest_p(1, 15, 999, 10, "holm")
     assert p == pytest.approx(1 / 1000) and holm == pytest.approx(0.01)
     with pytest.raises(ValueError, match="holm, bh"):
-        C.smallest_p(1, 6, 100, 3, "bonferroni")
+        claims.smallest_p(1, 6, 100, 3, "bonferroni")
 
 
 def test_permutation_p_respects_the_floor():
     x = np.arange(5.0)  # a perfect relation among 5 languages: the floor binds
     res = stats.correlate(x, 2 * x + 1, n_perm=5000, n_boot=0)
-    floor, _ = C.smallest_p(1, 6, 5000, 1, "holm")
+    floor, _ = claims.smallest_p(1, 6, 5000, 1, "holm")
     assert res["p_perm"] >= floor * 0.9
     assert res["p_perm"] < 5 * floor  # and it is reached: only the identity and the reversal are as extreme
 
@@ -208,7 +209,7 @@ def study():
 
 def test_verdicts_follow_the_built_in_relation(study):
     _, corr = study
-    grid = C.verdict_grid(corr, 0.05).set_index(["database", "method"])
+    grid = claims.verdict_grid(corr, 0.05).set_index(["database", "method"])
     assert grid.loc[("lang2vec", "pearson"), "a"] == "supported"
     assert grid.loc[("lang2vec", "spearman"), "a"] == "supported"
     assert grid.loc[("urielplus", "pearson"), "a"] == "not supported"
@@ -220,14 +221,14 @@ def test_findings_quote_the_table(study):
     from xldrift import claims
 
     verdicts = claims.evaluate_claims(corr, primary=variant)
-    lines = C.findings(corr, verdicts, C.verdict_grid(corr, 0.05), variant, 0.05, "holm")
+    lines = C.findings(corr, verdicts, claims.verdict_grid(corr, 0.05), variant, 0.05, "holm")
     first = lines[0]
     rows = C.select(corr, y="impact", x_prefix="distance:", **variant)
     assert f"{int((rows['p_adj'] < 0.05).sum())} of {len(rows)} cells significant" in first
     assert f"n = {len(TARGETS)}" in first
     assert any("Claim (a)" in line and "supported" in line for line in lines)
     assert not any("not testable" in line for line in lines)
-    capped = C.findings(corr, verdicts, C.verdict_grid(corr, 0.05), variant, 0.05, "holm", p_adj_floor=0.6)
+    capped = C.findings(corr, verdicts, claims.verdict_grid(corr, 0.05), variant, 0.05, "holm", p_adj_floor=0.6)
     assert any("not testable at this size" in line for line in capped)
 
 

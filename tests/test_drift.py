@@ -15,6 +15,9 @@ import pytest
 from safetensors.numpy import save_file
 
 from xldrift import drift as D
+from xldrift import drift_summary as S
+from xldrift import projection as P
+from xldrift import representations as R
 from xldrift import metrics as M
 from xldrift import plots
 
@@ -60,7 +63,7 @@ def reps(tmp_path):
                              hidden=HIDDEN, source=source, seed=seed))
     index = pd.DataFrame(rows)
     index.to_csv(tmp_path / "representations.csv", index=False)
-    return D.read_index(tmp_path / "representations.csv"), arrays
+    return R.read_index(tmp_path / "representations.csv"), arrays
 
 
 def test_read_index_rejects_bad_tables(tmp_path, reps):
@@ -76,9 +79,9 @@ def test_read_index_rejects_bad_tables(tmp_path, reps):
     for name, (bad, pattern) in cases.items():
         bad.to_csv(tmp_path / f"{name}.csv", index=False)
         with pytest.raises(ValueError, match=pattern):
-            D.read_index(tmp_path / f"{name}.csv")
+            R.read_index(tmp_path / f"{name}.csv")
     with pytest.raises(ValueError, match="run notebook 03"):
-        D.read_index(tmp_path / "absent.csv")
+        R.read_index(tmp_path / "absent.csv")
 
 
 def test_tables_shape_layers_and_values(reps):
@@ -161,26 +164,26 @@ def test_half_window_and_layer_summary():
     impact = pd.DataFrame({"source": "en", "pooling": "cls", "target": np.repeat(["a", "b"], 4),
                            "layer": np.tile([1, 2, 3, 4], 2),
                            "impact": [0.0, 0.05, 0.1, 0.85, 0.0, 0.15, 0.1, 0.85]})
-    s = D.layer_summary(impact).iloc[0]
+    s = S.layer_summary(impact).iloc[0]
     # mean profile 0, 0.1, 0.1, 0.85: layer 4 alone holds 0.85 / 1.05 of the total
     assert (s.peak_layer, s.half_first, s.half_last) == (4, 4, 4)
     assert s.half_share == pytest.approx(0.85 / 1.05)
     assert s.spread_layer == 2  # |0.05 - 0.15| is the only disagreement
     prof = pd.Series([0.3, 0.3, 0.3, 0.1], index=[0, 1, 2, 3])
-    assert D._half_window(prof) == (0, 1, pytest.approx(0.6))
+    assert S._half_window(prof) == (0, 1, pytest.approx(0.6))
 
 
 def test_findings_read_the_tables(reps):
     index, _ = reps
     drift, align = D.measure(index, **OPTS)
-    impact, change = D.mean_impact(drift, "linear_cka"), D.alignment_change(align, "linear_cka")
-    text = " ".join(D.findings(impact, change, "linear_cka"))
+    impact, change = S.mean_impact(drift, "linear_cka"), S.alignment_change(align, "linear_cka")
+    text = " ".join(S.findings(impact, change, "linear_cka"))
     # drift grows with depth in the fixture, and de never moves
     assert f"peaks at layer {N_LAYERS - 1}" in text
     assert "least: de (0)" in text
-    versus = D.drift_vs_alignment(impact, change)
+    versus = S.drift_vs_alignment(impact, change)
     assert set(versus["pooling"]) == {"cls", "mean"} and (versus["cells"] > 0).all()
-    key = D.key_numbers(impact, change)
+    key = S.key_numbers(impact, change)
     assert len(key) == 2 and set(key["least_moved"]) == {"de"} and set(key["peak_layer"]) == {N_LAYERS - 1}
 
 
@@ -188,18 +191,18 @@ def test_drift_vs_alignment_rank_correlation():
     cells = pd.DataFrame({"source": "en", "target": list("abcd"), "pooling": "mean", "layer": 1})
     impact = cells.assign(impact=[0.1, 0.2, 0.3, 0.4])
     change = cells.assign(change=[0.3, 0.1, 0.0, -0.2], pre=0.5, post=0.5)
-    v = D.drift_vs_alignment(impact, change).iloc[0]
+    v = S.drift_vs_alignment(impact, change).iloc[0]
     assert v.spearman == pytest.approx(-1.0) and v.share_alignment_up == pytest.approx(0.5)
 
 
 def test_umap_layers_are_checked_never_replaced():
-    assert D.umap_layers([12, 6, 1, 6], 13, "cls") == [1, 6, 12]
-    assert D.umap_layers([0, 6, 12], 13, "mean") == [0, 6, 12]
-    assert D.umap_layers([], 13, "cls") == [12]
+    assert P.umap_layers([12, 6, 1, 6], 13, "cls") == [1, 6, 12]
+    assert P.umap_layers([0, 6, 12], 13, "mean") == [0, 6, 12]
+    assert P.umap_layers([], 13, "cls") == [12]
     with pytest.raises(ValueError, match=r"\[99\] are not scored for mean pooling; valid: 0..12"):
-        D.umap_layers([6, 99], 13, "mean")
+        P.umap_layers([6, 99], 13, "mean")
     with pytest.raises(ValueError, match=r"\[0\] are not scored for cls pooling; valid: 1..12"):
-        D.umap_layers([0, 6], 13, "cls")
+        P.umap_layers([0, 6], 13, "cls")
 
 
 def test_umap_points_plumbing(reps, monkeypatch):
@@ -213,7 +216,7 @@ def test_umap_points_plumbing(reps, monkeypatch):
             return X[:, :2]
 
     monkeypatch.setitem(sys.modules, "umap", types.SimpleNamespace(UMAP=FirstTwo))
-    pts = D.umap_points(index, [1, 3], "mean", max_points=30)
+    pts = P.umap_points(index, [1, 3], "mean", max_points=30)
     k = 30 // len(TARGETS)
     assert len(pts) == 2 * 2 * len(TARGETS) * k
     r = pts[(pts["state"] == "post") & (pts["layer"] == 3) & (pts["target"] == "sw")].iloc[0]
@@ -223,8 +226,8 @@ def test_umap_points_plumbing(reps, monkeypatch):
 def test_figures_render(reps):
     index, _ = reps
     drift, align = D.measure(index, **OPTS)
-    impact = D.mean_impact(drift, "linear_cka")
-    change = D.alignment_change(align, "linear_cka")
+    impact = S.mean_impact(drift, "linear_cka")
+    change = S.alignment_change(align, "linear_cka")
     fam = {"en": "Indo-European", "de": "Indo-European", "sw": "Niger-Congo"}
     fig = plots.drift_profile(impact, fam, "linear_cka", "en")
     assert len(fig.axes) == 4

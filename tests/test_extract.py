@@ -17,6 +17,8 @@ import torch
 from transformers import BertConfig, BertForSequenceClassification, BertModel, BertTokenizerFast
 
 from xldrift import extract as X
+from xldrift import fingerprint as FP
+from xldrift import representation_cache as RC
 
 WORDS = ["the", "cat", "dog", "sat", "on", "mat", "a", "big", "small", "red", "ran", "home", "is", "not"]
 LETTERS = list("abcdefghijklmnopqrstuvwxyz")
@@ -183,33 +185,33 @@ def test_bad_items_raise(tokenizer):
 def test_cache_paths_are_safe_and_distinct(cache):
     df = items(3)
     with pytest.raises(ValueError, match="lang must be"):
-        X.cache_path("pre", "../en", df)
+        RC.cache_path("pre", "../en", df)
     with pytest.raises(ValueError, match="state must be"):
-        X.cache_path("", "en", df)
-    a, b = X.cache_path("org/model", "en", df), X.cache_path("org_model", "en", df)
+        RC.cache_path("", "en", df)
+    a, b = RC.cache_path("org/model", "en", df), RC.cache_path("org_model", "en", df)
     assert a.parent != b.parent and a.parent.parent == b.parent.parent == cache
-    assert X.cache_path("pre", "en", df) != X.cache_path("pre", "en", df, poolings=["cls"])
+    assert RC.cache_path("pre", "en", df) != RC.cache_path("pre", "en", df, poolings=["cls"])
 
 
 # ----------------------------------------------------------------- weights
 def test_assert_weights_differ():
     pre = tiny_model()
     with pytest.raises(ValueError, match="identical weights"):
-        X.assert_weights_differ(pre, copy.deepcopy(pre))
+        FP.assert_weights_differ(pre, copy.deepcopy(pre))
     post = copy.deepcopy(pre)
     with torch.no_grad():
         post.encoder.layer[1].output.dense.weight[3, 5] += 0.25
-    assert X.assert_weights_differ(pre, post) == pytest.approx(0.25, abs=1e-6)
+    assert FP.assert_weights_differ(pre, post) == pytest.approx(0.25, abs=1e-6)
     with pytest.raises(ValueError, match="identical"):
-        X.assert_weights_differ(pre, post, atol=0.3)
+        FP.assert_weights_differ(pre, post, atol=0.3)
     with pytest.raises(ValueError, match="architecture"):
-        X.assert_weights_differ(pre, tiny_model(layers=3))
+        FP.assert_weights_differ(pre, tiny_model(layers=3))
     # a task model is compared through its encoder; its head and pooler are ignored
     task = BertForSequenceClassification(pre.config)
     task.bert.load_state_dict(pre.state_dict(), strict=False)
     with pytest.raises(ValueError, match="identical"):
-        X.assert_weights_differ(pre, task)
-    assert X.weights_fingerprint(pre) == X.weights_fingerprint(task) != X.weights_fingerprint(post)
+        FP.assert_weights_differ(pre, task)
+    assert FP.weights_fingerprint(pre) == FP.weights_fingerprint(task) != FP.weights_fingerprint(post)
 
 
 # ----------------------------------------------------------------- cache
@@ -221,51 +223,51 @@ def cache(tmp_path, monkeypatch) -> Path:
 
 def test_cache_hit_never_loads_the_model(tokenizer, cache):
     model, df, calls = tiny_model(), items(15), []
-    first = X.extract_cached("pre", loader(model, tokenizer, calls), "en", df, batch_size=4, progress=False)
+    first = RC.extract_cached("pre", loader(model, tokenizer, calls), "en", df, batch_size=4, progress=False)
     assert calls == [1]
-    second = X.extract_cached("pre", refusing_loader, "en", df, batch_size=8, progress=False)
+    second = RC.extract_cached("pre", refusing_loader, "en", df, batch_size=8, progress=False)
     for p in ("cls", "mean"):
         np.testing.assert_array_equal(first[p], second[p])
     direct = X.extract(model, tokenizer, df, batch_size=4, progress=False)
     np.testing.assert_array_equal(first["mean"], direct["mean"])
     files = list(cache.rglob("*.safetensors"))
     assert len(files) == 1 and files[0].parent.name == "pre" and files[0].name.startswith("en-")
-    arrays, meta = X.load_representations(files[0])
+    arrays, meta = RC.load_representations(files[0])
     assert meta["state"] == "pre" and meta["n_items"] == 15 and meta["shape"]["cls"] == [3, 15, 32]
     sidecar = files[0].with_name(files[0].name + ".sha256")  # its recorded size and SHA-256
-    assert X.disk_usage() == X.disk_usage("pre") == files[0].stat().st_size + sidecar.stat().st_size
+    assert RC.disk_usage() == RC.disk_usage("pre") == files[0].stat().st_size + sidecar.stat().st_size
     assert files[0].stat().st_size > 3 * 15 * 32 * 4 * 2
-    assert X.disk_usage("post") == 0
+    assert RC.disk_usage("post") == 0
     # anything that changes the content changes the key: other items, length or dtype
     for kwargs, frame in [({}, items(15, seed=9)), (dict(max_length=16), df), (dict(dtype=np.float16), df)]:
         with pytest.raises(AssertionError, match="was loaded"):
-            X.extract_cached("pre", refusing_loader, "en", frame, progress=False, **kwargs)
+            RC.extract_cached("pre", refusing_loader, "en", frame, progress=False, **kwargs)
 
 
 def test_interrupted_language_leaves_nothing_that_looks_finished(tokenizer, cache):
     model, df = tiny_model(), items(12)
     with pytest.raises(KeyboardInterrupt):
-        X.extract_cached("pre", loader(fail_after(model, 2), tokenizer), "en", df, batch_size=4, progress=False)
+        RC.extract_cached("pre", loader(fail_after(model, 2), tokenizer), "en", df, batch_size=4, progress=False)
     assert not list(cache.rglob("*.safetensors"))
     with pytest.raises(AssertionError, match="was loaded"):
-        X.extract_cached("pre", refusing_loader, "en", df, progress=False)
+        RC.extract_cached("pre", refusing_loader, "en", df, progress=False)
 
 
 def test_resume_after_interruption_gives_identical_arrays(tokenizer, cache, tmp_path, monkeypatch):
     model, df = tiny_model(), items(40)
     kw = dict(batch_size=4, chunk_size=8, chunk_min_items=10, progress=False)  # 5 chunks of 2 batches
     with pytest.raises(KeyboardInterrupt):
-        X.extract_cached("pre", loader(fail_after(model, 5), tokenizer), "en", df, **kw)
+        RC.extract_cached("pre", loader(fail_after(model, 5), tokenizer), "en", df, **kw)
     chunks = sorted(cache.rglob("*.chunks/*.safetensors"))
     assert [c.name for c in chunks] == ["0000000-0000008.safetensors", "0000008-0000016.safetensors"]
     assert not list(cache.glob("*/*.safetensors"))  # no finished file yet
     resumed_model = copy.deepcopy(model)
     forwards = count_forwards(resumed_model)
-    resumed = X.extract_cached("pre", loader(resumed_model, tokenizer), "en", df, **kw)
+    resumed = RC.extract_cached("pre", loader(resumed_model, tokenizer), "en", df, **kw)
     assert len(forwards) == 6  # only the three missing chunks were computed
     assert not list(cache.rglob("*.chunks"))  # merged and cleaned up
     monkeypatch.setenv("XLDRIFT_CACHE", str(tmp_path / "other"))
-    whole = X.extract_cached("pre", loader(model, tokenizer), "en", df, **kw)
+    whole = RC.extract_cached("pre", loader(model, tokenizer), "en", df, **kw)
     for p in ("cls", "mean"):
         np.testing.assert_array_equal(resumed[p], whole[p])
 
@@ -273,44 +275,44 @@ def test_resume_after_interruption_gives_identical_arrays(tokenizer, cache, tmp_
 def test_chunks_from_other_weights_are_not_reused(tokenizer, cache):
     df, kw = items(20), dict(batch_size=4, chunk_size=8, chunk_min_items=10, progress=False)
     with pytest.raises(KeyboardInterrupt):
-        X.extract_cached("post", loader(fail_after(tiny_model(seed=1), 2), tokenizer), "en", df, **kw)
+        RC.extract_cached("post", loader(fail_after(tiny_model(seed=1), 2), tokenizer), "en", df, **kw)
     other = tiny_model(seed=2)
     forwards = count_forwards(other)
-    got = X.extract_cached("post", loader(other, tokenizer), "en", df, **kw)
+    got = RC.extract_cached("post", loader(other, tokenizer), "en", df, **kw)
     assert len(forwards) == 5  # all three chunks (2 + 2 + 1 batches) recomputed with the new weights
     np.testing.assert_allclose(got["mean"], X.extract(tiny_model(seed=2), tokenizer, df, progress=False)["mean"],
                                atol=1e-5)
 
 
 def test_state_reused_for_other_weights_raises(tokenizer, cache):
-    X.extract_cached("ckpt", loader(tiny_model(seed=1), tokenizer), "en", items(5), progress=False)
+    RC.extract_cached("ckpt", loader(tiny_model(seed=1), tokenizer), "en", items(5), progress=False)
     with pytest.raises(ValueError, match="other weights"):
-        X.extract_cached("ckpt", loader(tiny_model(seed=2), tokenizer), "de", items(5), progress=False)
-    assert len(X.state_fingerprints("ckpt")) == 1
+        RC.extract_cached("ckpt", loader(tiny_model(seed=2), tokenizer), "de", items(5), progress=False)
+    assert len(RC.state_fingerprints("ckpt")) == 1
 
 
 def test_extract_languages_loads_once(tokenizer, cache, caplog):
     model, calls = tiny_model(), []
     data = {"en": items(7, seed=1), "de": items(9, seed=2), "sw": items(4, seed=3, pairs=False)}
-    with caplog.at_level("INFO", logger="xldrift.extract"):
-        out = X.extract_languages("pre", loader(model, tokenizer, calls), data, batch_size=4, progress=False)
+    with caplog.at_level("INFO", logger="xldrift.representation_cache"):
+        out = RC.extract_languages("pre", loader(model, tokenizer, calls), data, batch_size=4, progress=False)
     assert calls == [1] and "items/s" in caplog.text
     assert {k: v["cls"].shape for k, v in out.items()} == {"en": (3, 7, 32), "de": (3, 9, 32), "sw": (3, 4, 32)}
-    again = X.extract_languages("pre", refusing_loader, data, progress=False)
+    again = RC.extract_languages("pre", refusing_loader, data, progress=False)
     np.testing.assert_array_equal(again["de"]["mean"], out["de"]["mean"])
     with pytest.raises(ValueError, match="items of 'xx'"):
-        X.extract_languages("pre", refusing_loader, {**data, "xx": items(2).drop(columns="id")}, progress=False)
+        RC.extract_languages("pre", refusing_loader, {**data, "xx": items(2).drop(columns="id")}, progress=False)
 
 
 SCRIPT = """
 import sys, time, torch, pandas as pd
 from transformers import BertModel, BertTokenizerFast
-from xldrift import extract as X
+from xldrift import representation_cache as RC
 torch.set_num_threads(1)
 model = BertModel.from_pretrained(sys.argv[1]).eval()
 tok = BertTokenizerFast.from_pretrained(sys.argv[1])
 model.register_forward_pre_hook(lambda *_: time.sleep(0.05))  # time for the parent to kill us mid-way
-X.extract_cached("pre", lambda: (tok, model), "en", pd.read_pickle(sys.argv[2]), batch_size=4, chunk_size=8,
+RC.extract_cached("pre", lambda: (tok, model), "en", pd.read_pickle(sys.argv[2]), batch_size=4, chunk_size=8,
                  chunk_min_items=10, progress=False)
 """
 
@@ -333,9 +335,9 @@ def test_sigkill_mid_extraction_then_rerun(tokenizer, cache, tmp_path, monkeypat
     assert not list(cache.glob("*/*.safetensors"))
     model = BertModel.from_pretrained(model_dir).eval()
     kw = dict(batch_size=4, chunk_size=8, chunk_min_items=10, progress=False)
-    resumed = X.extract_cached("pre", loader(model, tokenizer), "en", df, **kw)
+    resumed = RC.extract_cached("pre", loader(model, tokenizer), "en", df, **kw)
     assert not list(cache.rglob("*.chunks"))
     monkeypatch.setenv("XLDRIFT_CACHE", str(tmp_path / "other"))
-    whole = X.extract_cached("pre", loader(model, tokenizer), "en", df, **kw)
+    whole = RC.extract_cached("pre", loader(model, tokenizer), "en", df, **kw)
     for p in ("cls", "mean"):
         np.testing.assert_array_equal(resumed[p], whole[p])

@@ -443,3 +443,29 @@ def test_bench_baselines_agree():
     assert bench.lean_gram_cka(X, Y) == pytest.approx(ref, abs=1e-12)
     with pytest.raises(ValueError, match="symmetric"):
         bench._reference_centre(np.triu(np.ones((4, 4))))
+
+
+def test_prepared_stack_prepares_each_layer_once_and_matches_direct_calls():
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(size=(3, 40, 6)), rng.normal(size=(3, 40, 5))
+    sa = M.PreparedStack(a, "a", ["linear_cka", "procrustes", "rbf_cka"])
+    sb = M.PreparedStack(b, "b", ["linear_cka", "procrustes", "rbf_cka"])
+    for layer in range(3):
+        for m in ("linear_cka", "procrustes", "rbf_cka"):
+            assert sa.similarity(sb, layer, m) == pytest.approx(M.similarity(m, a[layer], b[layer]), abs=1e-12)
+    assert sa.get(1, "linear_cka") is sa.get(1, "procrustes")  # one preparation serves the linear family
+    assert sa.get(1, "rbf_cka") is not sa.get(1, "linear_cka")
+
+
+def test_preparation_rule_and_errors_name_the_stacks():
+    assert M.preparation("procrustes", ["procrustes", "rbf_cka"]) == "procrustes"
+    assert M.preparation("procrustes", ["procrustes", "debiased_cka"]) == "linear_cka"
+    assert M.preparation("rbf_cka", ["linear_cka"]) == "rbf_cka"
+    with pytest.raises(ValueError, match="valid names"):
+        M.lookup("cosine")
+    with pytest.raises(ValueError, match="valid names"):
+        M.PreparedStack(np.zeros((1, 4, 2)), "x", ["cosine"])
+    const = M.PreparedStack(np.ones((1, 5, 3)), "pre de", ["linear_cka"])
+    other = M.PreparedStack(np.random.default_rng(1).normal(size=(1, 5, 3)), "post de", ["linear_cka"])
+    with pytest.raises(M.RepresentationError, match="pre de vs post de, layer 0"):
+        const.similarity(other, 0, "linear_cka")

@@ -316,14 +316,14 @@ def test_truncated_representations_are_recomputed_and_the_terminal_is_told(tiny_
     # before: detected and recomputed, but the warning showed only inside the executed notebook
     import papermill as pm
 
-    from xldrift import extract as X
+    from xldrift import representation_cache as RC
 
-    first = X.extract_cached("pre", _loader(tiny_bert), "en", _extract_items(), max_length=16, progress=False)
+    first = RC.extract_cached("pre", _loader(tiny_bert), "en", _extract_items(), max_length=16, progress=False)
     (f,) = paths.representations_cache().rglob("en-*.safetensors")
     f.write_bytes(f.read_bytes()[:-64])
 
     def kernel(src, out, **kwargs):  # stands in for notebook 03's kernel: it reads the cache
-        again = X.extract_cached("pre", _loader(tiny_bert), "en", _extract_items(), max_length=16, progress=False)
+        again = RC.extract_cached("pre", _loader(tiny_bert), "en", _extract_items(), max_length=16, progress=False)
         np.testing.assert_array_equal(again["mean"], first["mean"])
         _executed_copy(src, out)
 

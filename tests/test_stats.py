@@ -217,34 +217,6 @@ def test_pair_table_builds_the_three_families_and_averages_seeds():
     assert fam3["layer"].isna().all() and fam3["database"].eq("lang2vec").all()
 
 
-def test_paired_bootstrap_gain():
-    rng = np.random.default_rng(11)
-    a = (rng.uniform(size=(3, 400)) < 0.6).astype(int)
-    same = S.paired_bootstrap_gain(a, a, n_boot=300)
-    assert same["gain"] == 0 and same["ci_low"] <= 0 <= same["ci_high"]
-    res = S.paired_bootstrap_gain(np.zeros((2, 50)), np.ones((4, 50)), n_boot=200)
-    assert res["gain"] == 1 and res["ci_low"] == pytest.approx(1) and res["ci_high"] == pytest.approx(1)
-    b = a.copy()
-    flip = rng.uniform(size=b.shape) < 0.2
-    b[flip] = 1  # b is never worse than a on any item
-    res = S.paired_bootstrap_gain(a, b, n_boot=1000)
-    assert res["gain"] == pytest.approx(b.mean() - a.mean())
-    assert 0 < res["ci_low"] < res["gain"] < res["ci_high"]
-    assert (res["n_items"], res["n_seeds_a"], res["n_seeds_b"]) == (400, 3, 3)
-    with pytest.raises(ValueError, match="0/1"):
-        S.paired_bootstrap_gain(a * 0.5, a)
-    with pytest.raises(ValueError, match="n_items"):
-        S.paired_bootstrap_gain(a, a[:, :10])
-
-
-def test_bootstrap_mean_diff():
-    a, b = np.array([3.0, 4.0, 5.0, 6.0]), np.array([1.0, 1.5, 2.0])
-    res = S.bootstrap_mean_diff(a, b, n_boot=2000)
-    assert res["diff"] == pytest.approx(4.5 - 1.5)
-    assert res["ci_low"] < res["diff"] < res["ci_high"] and res["ci_low"] > 0
-    assert (res["n_a"], res["n_b"]) == (4, 3)
-
-
 def test_mantel_tolerates_a_missing_pair():
     df = _distance_design(np.random.default_rng(12))
     df["y"] = df["x"] + np.random.default_rng(13).normal(scale=0.3, size=len(df))

@@ -115,7 +115,8 @@ def check_layers(values: dict[str, Any]) -> None:
     """``freeze_k`` and ``umap_layers`` against the model's number of blocks."""
     if "freeze_k" not in values and "umap_layers" not in values:
         return
-    from xldrift import drift, models
+    from xldrift import models
+    from xldrift.pooling import layers_for
 
     n_blocks = models.model_info(values["model"])["num_layers"]
     k = values.get("freeze_k")
@@ -124,7 +125,7 @@ def check_layers(values: dict[str, Any]) -> None:
                          f"expected an integer in [1, {n_blocks}]")
     if "umap_layers" in values:
         pooling = values.get("poolings", ["cls"])[0]
-        valid = drift.layers_for(pooling, n_blocks + 1)
+        valid = layers_for(pooling, n_blocks + 1)
         bad = [x for x in values["umap_layers"] if x not in valid]
         if bad:
             raise ParamError(f"umap_layers={values['umap_layers']}: layer(s) {bad} are not scored for {pooling} "

@@ -42,8 +42,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+import math
+
 import numpy as np
 import pandas as pd
+
+from xldrift import stats
 
 SUPPORTED, MIXED, NOT_SUPPORTED, NOT_EVALUATED = "supported", "mixed", "not supported", "not evaluated"
 COLUMNS = ["claim", "statement", "verdict", "evidence", "robustness"]
@@ -220,3 +224,42 @@ def claim_d(intervention_summary: Mapping) -> pd.DataFrame:
                 f"{ctrl[0]:+.3g} [{ctrl[1]:+.3g}, {ctrl[2]:+.3g}]" + (f"; {n}" if n else ""))
     return pd.DataFrame([dict(claim="d", statement=STATEMENTS["d"], verdict=verdict, evidence=evidence,
                               robustness=str(intervention_summary.get("robustness", "n/a")))], columns=COLUMNS)
+
+
+# -- what the numbers allow, and every variant's verdicts ----------------------------------
+def distinct_permutations(n_sources: int, n_languages: int) -> int:
+    """Distinct label permutations of the Mantel-style test (sources among sources, others among others)."""
+    return math.factorial(n_sources) * math.factorial(n_languages - n_sources)
+
+
+def smallest_p(n_sources: int, n_languages: int, n_perm: int, family_size: int, correction: str) -> tuple[float, float]:
+    """Roughly the smallest permutation p and adjusted p a cell can reach.
+
+    A permutation p is at least ``1 / (n_perm + 1)`` and, with few languages,
+    about ``1 / (number of distinct permutations)``, because the observed
+    labelling recurs among the permutations. Holm multiplies the smallest p by
+    the family size; Benjamini-Hochberg can leave it unchanged.
+
+    Returns:
+        ``(p_perm_min, p_adj_min)``.
+    """
+    if correction not in stats.ADJUST:
+        raise ValueError(f"unknown correction {correction!r}; valid: {', '.join(stats.ADJUST)}")
+    p = max(1 / (n_perm + 1), 1 / distinct_permutations(n_sources, n_languages))
+    return p, min(1.0, p * family_size) if correction == "holm" else p
+
+
+def verdict_grid(corr: pd.DataFrame, alpha: float) -> pd.DataFrame:
+    """The claims' verdicts in every (database, pooling, metric, method) variant the table holds.
+
+    Returns:
+        One row per variant: ``database, pooling, metric, method`` and a
+        column per claim (``a``, ``b``, ``c``) holding its verdict.
+    """
+    rows = corr[corr["y"].eq("impact") & corr["x"].astype(str).str.startswith("distance:")]
+    combos = rows[["database", "pooling", "metric", "method"]].drop_duplicates().dropna()
+    out = []
+    for v in combos.to_dict("records"):
+        table = evaluate_claims(corr, primary=v, alpha=alpha)
+        out.append({**v, **dict(zip(table["claim"], table["verdict"]))})
+    return pd.DataFrame(out)

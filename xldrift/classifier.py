@@ -17,7 +17,7 @@ import torch
 from torch import nn
 from transformers.modeling_outputs import SequenceClassifierOutput
 
-POOLINGS = ("mean", "cls")
+from xldrift.pooling import POOLINGS
 
 
 class EncoderClassifier(nn.Module):
@@ -27,7 +27,8 @@ class EncoderClassifier(nn.Module):
         encoder: a pooler-less base model (e.g. ``BertModel``) whose output has
             ``last_hidden_state`` of shape ``(batch, seq, hidden)``.
         num_labels: number of classes.
-        pooling: ``"mean"`` over non-padding tokens or ``"cls"`` (first token).
+        pooling: the head pooling (:mod:`xldrift.pooling`): ``"mean"`` over non-padding tokens or ``"cls"``
+            (first token).
         dropout: dropout rate before the linear layer.
     """
 

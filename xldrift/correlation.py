@@ -9,43 +9,28 @@ hand.
 * Impact of fine-tuning on a target's representation space at a layer is
   ``1 - similarity`` of its pre and post representations (Philippy, Guo &
   Haddadan 2023, their Phi_i(S, T), with linear CKA of Kornblith et al. 2019).
-* The pretraining-size covariate is the size of the target language's share
-  of the model's pretraining corpus: CC-100 GiB for the XLM-R family (XLM-R,
-  and multilingual-e5, which is initialised from it; Conneau et al. 2020,
-  Table 6) and Wikipedia article counts for mBERT (Devlin et al. 2019 trained
-  it on Wikipedia), chosen by the model's name.
-* The smallest attainable permutation p follows from the number of distinct
-  label permutations (Phipson & Smyth 2010); the smallest attainable adjusted
-  p from the adjustment's definition (Holm 1979; Benjamini & Hochberg 1995).
+
+The pretraining-size covariate is :func:`xldrift.pretraining.pretraining_covariate`;
+the smallest attainable p and the grid of verdicts over every variant are in
+:mod:`xldrift.claims`.
 """
 
 from __future__ import annotations
 
 import logging
-import math
-import re
 from collections.abc import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 
 from xldrift import claims, paper, precomputed, stats, typology
+from xldrift.io import require_columns
 
 log = logging.getLogger(__name__)
 
 DRIFT_NEED = ("model", "source", "target", "seed", "layer", "pooling", "metric", "similarity")
 ACCURACY_NEED = ("model", "source", "target", "seed", "condition", "accuracy")
-CORPORA = {
-    "cc100": ("cc100_gib", "CC-100 size in GiB (Conneau et al. 2020, Table 6)"),
-    "wikipedia": ("wiki_articles_k", "Wikipedia articles in thousands (Meta-Wiki list, 2020)"),
-}
 AGREEMENT_ALL_PAIRS_MAX = 20  # above this many languages URIEL+ over all pairs takes minutes
-
-
-def _need(df: pd.DataFrame, columns: Sequence[str], name: str) -> None:
-    missing = [c for c in columns if c not in df.columns]
-    if missing:
-        raise ValueError(f"{name} lacks column(s) {missing}; expected {list(columns)}")
 
 
 # -- inputs ------------------------------------------------------------------------
@@ -65,7 +50,7 @@ def impact_table(drift: pd.DataFrame, *, poolings: Sequence[str], metrics: Seque
     Raises:
         ValueError: a missing column, or a pooling/metric that ``drift`` lacks.
     """
-    _need(drift, DRIFT_NEED, "drift.csv")
+    require_columns(drift, DRIFT_NEED, "drift.csv")
     for name, asked in (("pooling", poolings), ("metric", metrics)):
         absent = [v for v in asked if v not in set(drift[name])]
         if absent:
@@ -78,7 +63,7 @@ def impact_table(drift: pd.DataFrame, *, poolings: Sequence[str], metrics: Seque
 def accuracy_inputs(accuracy: pd.DataFrame, condition: str = "full", *, sources: Sequence[str] | None = None,
                     targets: Sequence[str] | None = None) -> pd.DataFrame:
     """Zero-shot accuracy per seed of one fine-tuning condition: ``source, target, seed, value``."""
-    _need(accuracy, ACCURACY_NEED, "accuracy.csv")
+    require_columns(accuracy, ACCURACY_NEED, "accuracy.csv")
     a = accuracy[accuracy["condition"] == condition]
     if a.empty:
         raise ValueError(f"accuracy.csv has no rows with condition {condition!r}; "
@@ -139,52 +124,6 @@ def family_sizes(pairs: pd.DataFrame) -> pd.DataFrame:
     return sizes.groupby(["x", "y"]).agg(cells=("n", "size"), pairs_per_cell=("n", "max")).reset_index()
 
 
-# -- covariates --------------------------------------------------------------------
-def pretraining_corpus(model: str) -> str | None:
-    """``"cc100"`` for the XLM-R family (incl. multilingual-e5), ``"wikipedia"`` for mBERT, else None."""
-    name = str(model).lower()
-    tokens = set(re.split(r"[/_\-.\s]+", name))
-    if "xlm-roberta" in name or tokens & {"xlmr", "e5"} or name.startswith("e5"):
-        return "cc100"
-    if "bert-base-multilingual" in name or "mbert" in tokens:
-        return "wikipedia"
-    return None
-
-
-def pretraining_covariate(model: str, languages: pd.DataFrame, sizes: pd.DataFrame,
-                          xlmr: pd.DataFrame | None = None) -> tuple[pd.Series, str]:
-    """Pretraining data size of each task language for ``model``'s corpus.
-
-    Looked up by task code in ``sizes`` (``data/pretraining_size.csv``), then
-    by ISO 639-3 code, then (CC-100 only) in ``xlmr`` (``data/xlmr_languages.csv``)
-    by ISO code or its macrolanguage (:data:`xldrift.typology.MACROLANGUAGE`).
-
-    Args:
-        model: the model name (decides the corpus, see :func:`pretraining_corpus`).
-        languages: notebook 01's ``languages.csv`` (``code, iso639_3``).
-        sizes, xlmr: the two committed tables.
-
-    Returns:
-        ``(size, description)``: size per task code (NaN where unknown; empty
-        when no corpus is known for the model) and what the numbers are.
-    """
-    _need(languages, ("code", "iso639_3"), "languages.csv")
-    corpus = pretraining_corpus(model)
-    if corpus is None:
-        return pd.Series(dtype=float, name="size"), f"no pretraining-size table for model {model!r}"
-    column, what = CORPORA[corpus]
-    by_code = sizes.set_index("task_code")[column].dropna()
-    by_iso = sizes.set_index("iso639_3")[column].dropna()
-    extra = (xlmr.groupby("iso639_3")["cc100_gib"].max() if xlmr is not None and corpus == "cc100"
-             else pd.Series(dtype=float))
-    out = {}
-    for code, iso in zip(languages["code"], languages["iso639_3"]):
-        macro = typology.MACROLANGUAGE.get(iso, "")
-        found = [t[k] for t, k in ((by_code, code), (by_iso, iso), (extra, iso), (extra, macro)) if k in t.index]
-        out[code] = float(found[0]) if found else np.nan
-    return pd.Series(out, name="size", dtype=float), what
-
-
 # -- coverage ----------------------------------------------------------------------
 def exclusions(coverage: pd.DataFrame, distances: pd.DataFrame) -> pd.DataFrame:
     """Every (language, kind, database) a database does not cover, checked against the distances.
@@ -238,29 +177,6 @@ def strongest(rows: pd.DataFrame) -> pd.DataFrame:
     return ok.drop_duplicates("x").drop(columns="_abs").reset_index(drop=True)
 
 
-# -- what the numbers allow ------------------------------------------------------------
-def distinct_permutations(n_sources: int, n_languages: int) -> int:
-    """Distinct label permutations of the Mantel-style test (sources among sources, others among others)."""
-    return math.factorial(n_sources) * math.factorial(n_languages - n_sources)
-
-
-def smallest_p(n_sources: int, n_languages: int, n_perm: int, family_size: int, correction: str) -> tuple[float, float]:
-    """Roughly the smallest permutation p and adjusted p a cell can reach.
-
-    A permutation p is at least ``1 / (n_perm + 1)`` and, with few languages,
-    about ``1 / (number of distinct permutations)``, because the observed
-    labelling recurs among the permutations. Holm multiplies the smallest p by
-    the family size; Benjamini-Hochberg can leave it unchanged.
-
-    Returns:
-        ``(p_perm_min, p_adj_min)``.
-    """
-    if correction not in stats.ADJUST:
-        raise ValueError(f"unknown correction {correction!r}; valid: {', '.join(stats.ADJUST)}")
-    p = max(1 / (n_perm + 1), 1 / distinct_permutations(n_sources, n_languages))
-    return p, min(1.0, p * family_size) if correction == "holm" else p
-
-
 def undefined_cells(pairs: pd.DataFrame, corr: pd.DataFrame) -> pd.DataFrame:
     """Why cells have no r: counts per (x group, y, reason).
 
@@ -290,23 +206,6 @@ def _reason(g: pd.DataFrame | None, method: str) -> str:
         if col in g and np.ptp(g[col].to_numpy(float)) == 0:
             return f"{name} constant ({g[col].iloc[0]:.3g} for every pair)"
     return "other"
-
-
-# -- verdicts --------------------------------------------------------------------------
-def verdict_grid(corr: pd.DataFrame, alpha: float) -> pd.DataFrame:
-    """The claims' verdicts in every (database, pooling, metric, method) variant the table holds.
-
-    Returns:
-        One row per variant: ``database, pooling, metric, method`` and a
-        column per claim (``a``, ``b``, ``c``) holding its verdict.
-    """
-    rows = corr[corr["y"].eq("impact") & corr["x"].astype(str).str.startswith("distance:")]
-    combos = rows[["database", "pooling", "metric", "method"]].drop_duplicates().dropna()
-    out = []
-    for v in combos.to_dict("records"):
-        table = claims.evaluate_claims(corr, primary=v, alpha=alpha)
-        out.append({**v, **dict(zip(table["claim"], table["verdict"]))})
-    return pd.DataFrame(out)
 
 
 def partial_comparison(corr: pd.DataFrame, variant: Mapping[str, str]) -> pd.DataFrame:

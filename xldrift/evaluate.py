@@ -94,41 +94,6 @@ def accuracy(pred: Any, gold: Any) -> float:
     return float((pred == gold).mean())
 
 
-def bootstrap_ci(correct: Any, n_boot: int = 2000, seed: int = 0, alpha: float = 0.05) -> tuple[float, float]:
-    """Percentile bootstrap interval for the mean of per-item scores.
-
-    Items are resampled with replacement ``n_boot`` times; the interval is the
-    ``alpha/2`` and ``1 - alpha/2`` quantiles of the resampled means (Efron &
-    Tibshirani 1993, "An Introduction to the Bootstrap", ch. 13).
-
-    Args:
-        correct: per-item scores ``(n_items,)``, e.g. 0/1 correctness.
-        n_boot: number of resamples.
-        seed: seed of the resampling generator.
-        alpha: 1 - coverage.
-
-    Returns:
-        ``(low, high)``.
-    """
-    x = np.asarray(correct, dtype=float)
-    if x.ndim != 1 or x.size == 0:
-        raise ValueError(f"correct must be a non-empty 1-D array, got shape {x.shape}")
-    if not np.isfinite(x).all():
-        raise ValueError("correct contains NaN or infinite values")
-    if not isinstance(n_boot, numbers.Integral) or n_boot < 1:
-        raise ValueError(f"n_boot must be a positive integer, got {n_boot!r}")
-    if not 0 < alpha < 1:
-        raise ValueError(f"alpha must be in (0, 1), got {alpha!r}")
-    rng = np.random.default_rng(seed)
-    means = np.empty(n_boot)
-    chunk = max(1, 2_000_000 // x.size)  # bounds memory at ~16 MB of indices
-    for s in range(0, n_boot, chunk):
-        k = min(chunk, n_boot - s)
-        means[s:s + k] = x[rng.integers(0, x.size, size=(k, x.size))].mean(axis=1)
-    low, high = np.quantile(means, [alpha / 2, 1 - alpha / 2])
-    return float(low), float(high)
-
-
 def _cache_file(ckpt_dir: Path, lang: str, df: pd.DataFrame, max_length: int, run_id: str) -> Path:
     content = pd.util.hash_pandas_object(df[["text_a", "text_b", "label"]].astype(object), index=False)
     key = io.stable_hash({"ids": df["id"].astype(int).tolist(), "content": content.to_numpy().tolist(),

@@ -42,7 +42,9 @@ from transformers.trainer_callback import PrinterCallback
 
 from xldrift import cachecheck, io, locks, paths
 # re-exported: these lived here before xldrift.classifier existed
-from xldrift.classifier import POOLINGS, EncoderClassifier, check_frame, encode, encoder_blocks, freeze  # noqa: F401
+from xldrift.classifier import EncoderClassifier, check_frame, encode, encoder_blocks, freeze  # noqa: F401
+from xldrift.frozen import FrozenLayers
+from xldrift.pooling import POOLINGS
 
 if TYPE_CHECKING:
     from xldrift.params import StudyConfig
@@ -221,14 +223,14 @@ def hyperparameters(study: StudyConfig) -> dict[str, Any]:
 def run_record(ckpt_dir: str | Path, condition: str) -> dict[str, Any]:
     """One row describing a finished checkpoint, for a notebook's ``checkpoints.csv``.
 
-    ``frozen_layers`` is a comma-separated string (``""`` when nothing is frozen).
+    ``frozen_layers`` is the text form of :class:`xldrift.frozen.FrozenLayers` (``""`` when nothing is frozen).
     """
     m = io.read_manifest(ckpt_dir)
     if m is None:
         raise ValueError(f"{ckpt_dir} is not a complete fine-tuned checkpoint (no manifest.json)")
     c = m["config"]
     return {"checkpoint": Path(ckpt_dir).name, "source": c["source"], "seed": c["seed"], "condition": condition,
-            "frozen_layers": ",".join(str(x) for x in c["frozen_layers"]), "train_items": m["train_items"],
+            "frozen_layers": FrozenLayers.of(c["frozen_layers"]).text(), "train_items": m["train_items"],
             "trainable_parameters": m["parameters"]["trainable"], "steps": m["steps"],
             "seconds_per_step": m["seconds_per_step"], "wall_seconds": m["wall_seconds"],
             "final_val_accuracy": m["final_val_accuracy"]}

@@ -10,7 +10,7 @@ Gain against distance: Spearman (1904) with a permutation p
 :func:`xldrift.claims.claim_d`'s; results on fewer than :data:`MIN_SEEDS`
 seeds are flagged ``underpowered``.
 
-:func:`xldrift.stats.paired_bootstrap_gain` is not used for the gains: it
+:func:`xldrift.bootstrap.gain_ci_independent_seeds` is not used for the gains: it
 resamples the seeds of the two systems independently, while here seed ``s`` of
 every condition shares its head initialisation and data order with seed ``s``
 of ``full`` and is resampled together with it.
@@ -28,6 +28,8 @@ import numpy as np
 import pandas as pd
 
 from xldrift import claims, stats
+from xldrift.bootstrap import paired_accuracy_replicates
+from xldrift.frozen import normalise_column
 
 logger = logging.getLogger(__name__)
 
@@ -70,7 +72,7 @@ def correctness(runs: pd.DataFrame, predictions: Mapping[str, Mapping[str, pd.Da
         ValueError: a set lacks a seed of another (seeds must be paired), a
         target is missing, or item ids differ between runs of a target.
     """
-    runs = runs.assign(frozen_layers=runs["frozen_layers"].fillna("").astype(str))
+    runs = runs.assign(frozen_layers=normalise_column(runs["frozen_layers"]))
     if "full" not in set(runs["condition"]):
         raise ValueError(f"runs need a 'full' condition; got {sorted(set(runs['condition']))}")
     seeds = tuple(sorted(int(s) for s in runs["seed"].unique()))
@@ -92,21 +94,6 @@ def correctness(runs: pd.DataFrame, predictions: Mapping[str, Mapping[str, pd.Da
                     raise ValueError(f"{c} [{f}] seed {s}: target {t!r} missing or on other items than the first run")
                 values[i, j, k] = pred[t]["correct"].to_numpy(float)
     return Correctness(values, sets, targets, seeds)
-
-
-def _replicates(values: np.ndarray, n_boot: int, seed: int) -> np.ndarray:
-    """Bootstrap accuracies ``(n_boot, n_sets, n_targets)``: one item and seed resample shared by all sets and targets."""
-    rng = np.random.default_rng(seed)
-    n_sets, n_targets, n_seeds, n_items = values.shape
-    flat = values.reshape(-1, n_items)
-    out = np.empty((n_boot, n_sets, n_targets))
-    for start in range(0, n_boot, 256):
-        b = min(256, n_boot - start)
-        w_items = rng.multinomial(n_items, np.full(n_items, 1 / n_items), size=b) / n_items  # (b, n_items)
-        w_seeds = rng.multinomial(n_seeds, np.full(n_seeds, 1 / n_seeds), size=b) / n_seeds  # (b, n_seeds)
-        acc = (flat @ w_items.T).reshape(n_sets, n_targets, n_seeds, b)
-        out[start:start + b] = np.einsum("ktsb,bs->bkt", acc, w_seeds)
-    return out
 
 
 def _interval(draws: np.ndarray, alpha: float) -> tuple[float, float]:
@@ -140,7 +127,7 @@ def paired_gain(correct: Any, correct_full: Any, *, n_boot: int = 1000, seed: in
         raise ValueError(f"need two (n_seeds, n_items) arrays of the same shape; got {a.shape} and {b.shape}")
     if not (np.isin(a, (0, 1)).all() and np.isin(b, (0, 1)).all()):
         raise ValueError("correctness arrays must hold only 0/1 values")
-    reps = _replicates(np.stack([a, b])[:, None], n_boot, seed)[:, :, 0]
+    reps = paired_accuracy_replicates(np.stack([a, b])[:, None], n_boot, seed)[:, :, 0]
     lo, hi = _interval(reps[:, 0] - reps[:, 1], alpha)
     return dict(gain=float(a.mean() - b.mean()), ci_low=lo, ci_high=hi, n_seeds=a.shape[0], n_items=a.shape[1])
 
@@ -158,7 +145,7 @@ def gain_table(corr: Correctness, *, n_boot: int = 1000, seed: int = 0, alpha: f
     """
     _check_boot(n_boot, alpha)
     point = _by_condition(corr, corr.values.mean((2, 3)))
-    reps = _by_condition(corr, _replicates(corr.values, n_boot, seed))
+    reps = _by_condition(corr, paired_accuracy_replicates(corr.values, n_boot, seed))
     rows = []
     for c in corr.conditions():
         for j, t in enumerate(corr.targets):
@@ -219,7 +206,7 @@ def gap_table(corr: Correctness, distance: pd.Series, *, source: str | None = No
     close, distant = split_by_distance(known, source)
     ci, di = ([corr.targets.index(t) for t in half] for half in (close, distant))
     point = _by_condition(corr, corr.values.mean((2, 3)))
-    reps = _by_condition(corr, _replicates(corr.values, n_boot, seed))
+    reps = _by_condition(corr, paired_accuracy_replicates(corr.values, n_boot, seed))
     rng = np.random.default_rng(seed + 1)
     picks = [rng.choice(h, (n_boot, len(h))) if resample_languages else np.tile(h, (n_boot, 1)) for h in (ci, di)]
     conds = corr.conditions()

@@ -30,6 +30,7 @@ import numpy as np
 import pandas as pd
 
 from xldrift.finetune import FinetuneConfig
+from xldrift.frozen import normalise_column
 # the statistics live in xldrift.gains; the notebook reads everything from here
 from xldrift.gains import (CONTROLS, MIN_SEEDS, Correctness, correctness, gain_distance, gain_table,  # noqa: F401
                            gap_table, paired_gain, split_by_distance, verdict_d)
@@ -45,11 +46,6 @@ _EXHAUSTIVE = 200_000  # enumerate every k-subset below this many, sample above
 
 def _is_int(v: Any) -> bool:
     return isinstance(v, numbers.Integral) and not isinstance(v, bool)
-
-
-def layers_label(layers: Iterable[int]) -> str:
-    """``(3, 1)`` -> ``"1,3"``; ``()`` -> ``""`` (the form ``checkpoints.csv`` uses)."""
-    return ",".join(str(int(x)) for x in sorted(layers))
 
 
 # ------------------------------------------------------------------ selection
@@ -244,5 +240,5 @@ def intervention_table(runs: pd.DataFrame, predictions: Mapping[str, Mapping[str
                        model: str, task: str) -> pd.DataFrame:
     """One row per (run, target) with :data:`COLUMNS` (``frozen_layers`` as ``"1,2"`` text)."""
     t = accuracy_table(runs, predictions, model=model, task=task)
-    t["frozen_layers"] = t["frozen_layers"].fillna("").astype(str)
+    t["frozen_layers"] = normalise_column(t["frozen_layers"])
     return t[COLUMNS]

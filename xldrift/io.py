@@ -18,7 +18,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 import pandas as pd
@@ -167,3 +167,10 @@ def stable_hash(obj: Any, length: int = 12) -> str:
     """
     blob = json.dumps(obj, sort_keys=True, default=str).encode()
     return hashlib.sha256(blob).hexdigest()[:length]
+
+
+def require_columns(df: pd.DataFrame, columns: Sequence[str], name: str) -> None:
+    """Raise ``ValueError`` naming the table ``name`` unless ``df`` has every one of ``columns``."""
+    missing = [c for c in columns if c not in df.columns]
+    if missing:
+        raise ValueError(f"{name} lacks column(s) {missing}; expected {list(columns)}")

@@ -245,7 +245,7 @@ def prepare(X: Any, metric: str = "linear_cka", *, name: str = "X", sigma_frac: 
     Returns:
         A :class:`Prepared`.
     """
-    _lookup(metric)
+    lookup(metric)
     sigma = _check_sigma(sigma_frac) if metric == "rbf_cka" else 1.0
     arr, rtol = _as_matrix(X, name)
     if arr.shape[0] < MIN_ITEMS:
@@ -552,7 +552,12 @@ SIMILARITIES: dict[str, Callable[..., float]] = {
 }
 
 
-def _lookup(name: str) -> Callable[..., float]:
+def lookup(name: str) -> Callable[..., float]:
+    """The metric function registered as ``name``.
+
+    Raises:
+        ValueError: ``name`` is not a key of :data:`SIMILARITIES` (the message lists the valid names).
+    """
     if name not in SIMILARITIES:
         raise ValueError(f"unknown similarity {name!r}; valid names: {', '.join(SIMILARITIES)}")
     return SIMILARITIES[name]
@@ -570,7 +575,7 @@ def similarity(name: str, X: Any, Y: Any, **kwargs: Any) -> float:
     Returns:
         The similarity.
     """
-    return _lookup(name)(X, Y, **kwargs)
+    return lookup(name)(X, Y, **kwargs)
 
 
 def impact(name: str, X: Any, Y: Any, **kwargs: Any) -> float:
@@ -611,7 +616,7 @@ def layerwise_similarity(
     Returns:
         Float64 array of shape ``(n_layers,)``.
     """
-    metric = _lookup(name)
+    metric = lookup(name)
     if on_error not in ("raise", "nan"):
         raise ValueError(f"on_error must be 'raise' or 'nan'; got {on_error!r}")
     a, b = _layers(A, "A"), _layers(B, "B")
@@ -627,3 +632,65 @@ def layerwise_similarity(
             logger.warning("%s: layer %d set to NaN: %s", name, layer, err)
             out[layer] = np.nan
     return out
+
+
+# -- prepared stacks of layers ------------------------------------------------
+def preparation(metric: str, metrics: Sequence[str]) -> str:
+    """The metric to :func:`prepare` for, so that one preparation serves all of ``metrics`` in its family.
+
+    ``rbf_cka`` has its own kernel. The linear family (:data:`_LINEAR_FAMILY`)
+    shares one centred copy; it is prepared for ``linear_cka`` (self-term
+    computed with the centring) unless ``procrustes`` is the only linear metric
+    asked for, which needs no self-term.
+
+    Args:
+        metric: the metric about to be scored.
+        metrics: every metric the prepared input will serve.
+
+    Returns:
+        ``"rbf_cka"``, ``"linear_cka"`` or ``"procrustes"``.
+    """
+    lookup(metric)
+    if metric not in _LINEAR_FAMILY:
+        return metric
+    linear = [m for m in metrics if m in _LINEAR_FAMILY]
+    return "procrustes" if all(m == "procrustes" for m in linear) else "linear_cka"
+
+
+class PreparedStack:
+    """A stack of per-layer representations, each layer prepared on first use and kept for every metric.
+
+    Comparing one stack with many others (the pre-trained state against each
+    seed's fine-tuned state, the source against every target) then checks and
+    reduces each of its layers once per metric family.
+
+    Args:
+        arrays: shape ``(n_layers, n_items, d)`` (array, tensor or a sequence of 2-D arrays).
+        label: how error messages name the stack (e.g. ``"pre e5 [de, cls]"``).
+        metrics: keys of :data:`SIMILARITIES` the stack will be scored with.
+    """
+
+    def __init__(self, arrays: Any, label: str, metrics: Sequence[str]):
+        for m in metrics:
+            lookup(m)
+        self.arrays, self.label, self.metrics = arrays, label, tuple(metrics)
+        self._cache: dict[tuple[int, str], Prepared] = {}
+
+    def get(self, layer: int, metric: str) -> Prepared:
+        """Layer ``layer`` prepared for ``metric`` (see :func:`preparation`)."""
+        how = preparation(metric, self.metrics)
+        key = (layer, how)
+        if key not in self._cache:
+            self._cache[key] = prepare(self.arrays[layer], how, name=f"{self.label} layer {layer}")
+        return self._cache[key]
+
+    def similarity(self, other: PreparedStack, layer: int, metric: str) -> float:
+        """``similarity(metric)`` of this stack's and ``other``'s layer ``layer``.
+
+        Raises:
+            RepresentationError: the layer cannot be scored; the message names both stacks and the layer.
+        """
+        try:
+            return similarity(metric, self.get(layer, metric), other.get(layer, metric))
+        except RepresentationError as err:
+            raise RepresentationError(f"{metric} of {self.label} vs {other.label}, layer {layer}: {err}") from err

@@ -29,6 +29,7 @@ import seaborn as sns
 from scipy import stats as st
 
 from xldrift import claims, intervention, stats
+from xldrift.frozen import FrozenLayers
 
 MEAN = "mean (zero-shot)"  #: label of the margins of an accuracy matrix
 CELL_KEYS = list(stats.KEYS) + ["method"]  #: what identifies one correlation cell
@@ -338,7 +339,7 @@ def selection_by_scope(scopes: Mapping[str, pd.DataFrame], *, k: int, distance_k
             continue
         chosen = choice.table[choice.table["selected"]]
         first = choice.layers if first is None else first
-        rows.append({"scope": label, "blocks": intervention.layers_label(choice.layers),
+        rows.append({"scope": label, "blocks": FrozenLayers.of(choice.layers).text(),
                      "r": ", ".join(f"{r:+.2f}" for r in chosen["r"]),
                      "n": _span(chosen["n"]) if "n" in chosen else "",
                      "same_as_first": tuple(choice.layers) == tuple(first), "note": ""})

@@ -22,10 +22,10 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from xldrift import data, paths
+from xldrift.pooling import POOLINGS
 
 KINDS = ("syntactic", "phonological", "inventory", "featural", "genetic", "geographic")
 METRICS = ("linear_cka", "debiased_cka", "rbf_cka", "procrustes")
-POOLINGS = ("cls", "mean")
 DATABASES = ("lang2vec", "urielplus")
 SCRATCH_PROFILE = "lab"  #: what an interactive run writes to (git-ignored); never a profile file
 
@@ -138,7 +138,7 @@ class StudyConfig:
                                                                   "and the paper's recipe (notebook 02, section 6)")
     force: bool = _param(False, bool, valid=_BOOL, help="retrain, re-evaluate, re-extract and recompute even when "
                                                          "cached")
-    poolings: list[str] = _param(["cls", "mean"], list, _list_of(str, POOLINGS), f"a non-empty subset of {POOLINGS}",
+    poolings: list[str] = _param(list(POOLINGS), list, _list_of(str, POOLINGS), f"a non-empty subset of {POOLINGS}",
                                  "first token and mean over real tokens")
     metrics: list[str] = _param(["linear_cka", "debiased_cka", "rbf_cka"], list, _list_of(str, METRICS),
                                 f"a non-empty subset of {METRICS}", "similarity measures (see xldrift/metrics.py)")

@@ -7,16 +7,74 @@ language can move and transfer differently for reasons that have nothing to do
 with its distance from the source, so every primary-variant correlation of
 notebook 05 is recomputed on the seen languages alone and shown next to the
 all-language value, each with its own n.
+
+The pretraining-size covariate is the size of the target language's share of
+the model's pretraining corpus: CC-100 GiB for the XLM-R family (XLM-R, and
+multilingual-e5, which is initialised from it; Conneau et al. 2020, Table 6)
+and Wikipedia article counts for mBERT (Devlin et al. 2019 trained it on
+Wikipedia), chosen by the model's name.
 """
 
 from __future__ import annotations
 
+import re
 from typing import Mapping
 
 import numpy as np
 import pandas as pd
 
-from xldrift import correlation, stats
+from xldrift import correlation, stats, typology
+from xldrift.io import require_columns
+
+CORPORA = {
+    "cc100": ("cc100_gib", "CC-100 size in GiB (Conneau et al. 2020, Table 6)"),
+    "wikipedia": ("wiki_articles_k", "Wikipedia articles in thousands (Meta-Wiki list, 2020)"),
+}
+
+
+def pretraining_corpus(model: str) -> str | None:
+    """``"cc100"`` for the XLM-R family (incl. multilingual-e5), ``"wikipedia"`` for mBERT, else None."""
+    name = str(model).lower()
+    tokens = set(re.split(r"[/_\-.\s]+", name))
+    if "xlm-roberta" in name or tokens & {"xlmr", "e5"} or name.startswith("e5"):
+        return "cc100"
+    if "bert-base-multilingual" in name or "mbert" in tokens:
+        return "wikipedia"
+    return None
+
+
+def pretraining_covariate(model: str, languages: pd.DataFrame, sizes: pd.DataFrame,
+                          xlmr: pd.DataFrame | None = None) -> tuple[pd.Series, str]:
+    """Pretraining data size of each task language for ``model``'s corpus.
+
+    Looked up by task code in ``sizes`` (``data/pretraining_size.csv``), then
+    by ISO 639-3 code, then (CC-100 only) in ``xlmr`` (``data/xlmr_languages.csv``)
+    by ISO code or its macrolanguage (:data:`xldrift.typology.MACROLANGUAGE`).
+
+    Args:
+        model: the model name (decides the corpus, see :func:`pretraining_corpus`).
+        languages: notebook 01's ``languages.csv`` (``code, iso639_3``).
+        sizes, xlmr: the two committed tables.
+
+    Returns:
+        ``(size, description)``: size per task code (NaN where unknown; empty
+        when no corpus is known for the model) and what the numbers are.
+    """
+    require_columns(languages, ("code", "iso639_3"), "languages.csv")
+    corpus = pretraining_corpus(model)
+    if corpus is None:
+        return pd.Series(dtype=float, name="size"), f"no pretraining-size table for model {model!r}"
+    column, what = CORPORA[corpus]
+    by_code = sizes.set_index("task_code")[column].dropna()
+    by_iso = sizes.set_index("iso639_3")[column].dropna()
+    extra = (xlmr.groupby("iso639_3")["cc100_gib"].max() if xlmr is not None and corpus == "cc100"
+             else pd.Series(dtype=float))
+    out = {}
+    for code, iso in zip(languages["code"], languages["iso639_3"]):
+        macro = typology.MACROLANGUAGE.get(iso, "")
+        found = [t[k] for t, k in ((by_code, code), (by_iso, iso), (extra, iso), (extra, macro)) if k in t.index]
+        out[code] = float(found[0]) if found else np.nan
+    return pd.Series(out, name="size", dtype=float), what
 
 
 def seen_languages(model: str, size: pd.Series, targets: list[str]) -> pd.Series:
@@ -27,12 +85,12 @@ def seen_languages(model: str, size: pd.Series, targets: list[str]) -> pd.Series
     models no complete list is shipped: every value is ``<NA>`` (unknown).
 
     Args:
-        model: model name (decides the corpus, see :func:`correlation.pretraining_corpus`).
+        model: model name (decides the corpus, see :func:`pretraining_corpus`).
         size: pretraining size per task code, NaN where not found
-            (:func:`correlation.pretraining_covariate`).
+            (:func:`pretraining_covariate`).
         targets: task codes to classify.
     """
-    if correlation.pretraining_corpus(model) != "cc100":
+    if pretraining_corpus(model) != "cc100":
         return pd.Series(pd.NA, index=targets, dtype="boolean", name="seen")
     values = [bool(t in size.index and np.isfinite(size[t])) for t in targets]
     return pd.Series(values, index=targets, dtype="boolean", name="seen")

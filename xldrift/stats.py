@@ -33,6 +33,8 @@ import pandas as pd
 from scipy import stats as st
 from tqdm.auto import tqdm
 
+from xldrift.bootstrap import block_sizes
+
 log = logging.getLogger(__name__)
 
 METHODS = ("pearson", "spearman")
@@ -40,7 +42,6 @@ ADJUST = ("holm", "bh")
 MIN_N = 4
 KEYS = ["x", "y", "layer", "pooling", "metric", "database"]
 COLUMNS = KEYS + ["method", "r", "p", "p_perm", "ci_low", "ci_high", "p_adj", "n"]
-_CHUNK = 4_000_000  # values per vectorised block, to bound memory
 
 
 def _nan_result(n: int, why: str) -> dict:
@@ -137,11 +138,6 @@ def _take(values: np.ndarray, rows: np.ndarray) -> np.ndarray:
     return np.where(rows >= 0, values[np.maximum(rows, 0)], np.nan)
 
 
-def _blocks(total: int, width: int) -> list[int]:
-    step = max(1, _CHUNK // max(width, 1))
-    return [min(step, total - i) for i in range(0, total, step)]
-
-
 def _null(x: np.ndarray, y: np.ndarray, rows: np.ndarray, method: str) -> np.ndarray:
     """r of x against y taken at permuted pair indices ``rows`` ``(B, n)``."""
     if (rows >= 0).all():
@@ -178,12 +174,12 @@ def _pair_stats(x, y, src, tgt, *, method, n_perm, n_boot, seed, z=None) -> dict
         res = (st.pearsonr if method == "pearson" else st.spearmanr)(x, y)
         r, p = float(res.statistic), float(res.pvalue)
         px, py, pmethod = x, y, method
-    null = np.concatenate([_null(px, py, design.permuted_rows(rng, b), pmethod) for b in _blocks(n_perm, n)]
+    null = np.concatenate([_null(px, py, design.permuted_rows(rng, b), pmethod) for b in block_sizes(n_perm, n)]
                           ) if n_perm else np.array([])
     null = null[np.isfinite(null)]
     p_perm = float((np.sum(np.abs(null) >= abs(r) - 1e-12) + 1) / (null.size + 1)) if n_perm else np.nan
     boot = []
-    for b in _blocks(n_boot, len(design.strata[0]) * design.n_lang):
+    for b in block_sizes(n_boot, len(design.strata[0]) * design.n_lang):
         rows = design.resampled_rows(rng, b)
         if z is not None:
             boot.append(_partial_rows(_take(x, rows), _take(y, rows), _take(z, rows)))
@@ -410,58 +406,3 @@ def pair_table(distances: pd.DataFrame | None = None, impact: pd.DataFrame | Non
     out["z"] = out["target"].map(covariate) if covariate else np.nan
     out = out[out["source"] != out["target"]]
     return out[KEYS + ["source", "target", "x_value", "y_value", "z"]].reset_index(drop=True)
-
-
-def paired_bootstrap_gain(correct_a, correct_b, *, n_boot: int = 2_000, seed: int = 0) -> dict:
-    """Accuracy gain of system b over system a with a two-level bootstrap CI.
-
-    Items (the same test items for both systems) and seeds (training runs,
-    independent between systems) are resampled with replacement (Efron &
-    Tibshirani 1993; paired over items as in Koehn 2004).
-
-    Args:
-        correct_a: 0/1 correctness ``(n_seeds_a, n_items)``.
-        correct_b: 0/1 correctness ``(n_seeds_b, n_items)``.
-
-    Returns:
-        ``dict(gain, ci_low, ci_high, n_items, n_seeds_a, n_seeds_b)``; gain =
-        mean accuracy of b minus that of a, 95% percentile CI.
-    """
-    a, b = np.atleast_2d(np.asarray(correct_a, float)), np.atleast_2d(np.asarray(correct_b, float))
-    if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[1] or a.shape[1] == 0:
-        raise ValueError(f"need (n_seeds, n_items) arrays with the same n_items; got {a.shape} and {b.shape}")
-    if not (np.isin(a, (0, 1)).all() and np.isin(b, (0, 1)).all()):
-        raise ValueError("correct_a and correct_b must hold only 0/1 values")
-    rng = np.random.default_rng(seed)
-    n_items = a.shape[1]
-    gains = []
-    for size in _blocks(n_boot, n_items):
-        w = rng.multinomial(n_items, np.full(n_items, 1 / n_items), size=size) / n_items  # (size, n_items)
-        acc_a, acc_b = w @ a.T, w @ b.T  # (size, n_seeds)
-        pick_a = rng.integers(0, a.shape[0], acc_a.shape)
-        pick_b = rng.integers(0, b.shape[0], acc_b.shape)
-        gains.append(np.take_along_axis(acc_b, pick_b, 1).mean(1) - np.take_along_axis(acc_a, pick_a, 1).mean(1))
-    gains = np.concatenate(gains) if gains else np.array([np.nan])
-    lo, hi = np.percentile(gains, [2.5, 97.5]) if n_boot else (np.nan, np.nan)
-    return dict(gain=float(b.mean() - a.mean()), ci_low=float(lo), ci_high=float(hi),
-                n_items=n_items, n_seeds_a=a.shape[0], n_seeds_b=b.shape[0])
-
-
-def bootstrap_mean_diff(a, b, *, n_boot: int = 2_000, seed: int = 0) -> dict:
-    """Difference of means ``mean(a) - mean(b)`` of two independent samples, with a bootstrap CI.
-
-    Used e.g. for the gain on distant languages minus the gain on close ones
-    (each language one observation; Efron & Tibshirani 1993).
-
-    Returns:
-        ``dict(diff, ci_low, ci_high, n_a, n_b)``.
-    """
-    a, b = np.asarray(a, float).ravel(), np.asarray(b, float).ravel()
-    a, b = a[np.isfinite(a)], b[np.isfinite(b)]
-    if a.size == 0 or b.size == 0:
-        raise ValueError(f"both samples need at least one finite value; got {a.size} and {b.size}")
-    rng = np.random.default_rng(seed)
-    diffs = (a[rng.integers(0, a.size, (n_boot, a.size))].mean(1)
-             - b[rng.integers(0, b.size, (n_boot, b.size))].mean(1))
-    lo, hi = np.percentile(diffs, [2.5, 97.5]) if n_boot else (np.nan, np.nan)
-    return dict(diff=float(a.mean() - b.mean()), ci_low=float(lo), ci_high=float(hi), n_a=a.size, n_b=b.size)

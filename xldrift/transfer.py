@@ -8,6 +8,9 @@ import numpy as np
 import pandas as pd
 from scipy import stats as st
 
+from xldrift.bootstrap import seed_item_mean_ci
+from xldrift.frozen import FrozenLayers
+
 ACCURACY_COLUMNS = ["model", "task", "source", "target", "seed", "condition", "accuracy", "n"]
 
 
@@ -18,28 +21,6 @@ def correct_matrix(frames: list[pd.DataFrame]) -> np.ndarray:
         if not np.array_equal(f["id"].to_numpy(), ids):
             raise ValueError("prediction frames of different seeds cover different items")
     return np.stack([f["correct"].to_numpy(dtype=float) for f in frames])
-
-
-def bootstrap_ci(correct: np.ndarray, n_boot: int = 1000, seed: int = 0, alpha: float = 0.05) -> tuple[float, float]:
-    """Percentile CI of mean accuracy, resampling items and (if several) seeds.
-
-    Args:
-        correct: (n_seeds, n_items) or (n_items,) array of 0/1.
-
-    Returns:
-        (low, high) of the ``1 - alpha`` interval (Efron & Tibshirani 1993).
-    """
-    c = np.atleast_2d(np.asarray(correct, dtype=float))
-    if c.size == 0:
-        raise ValueError("bootstrap_ci needs at least one item")
-    rng = np.random.default_rng(seed)
-    n_s, n_i = c.shape
-    means = np.empty(n_boot)
-    for b in range(n_boot):
-        rows = rng.integers(0, n_s, n_s) if n_s > 1 else np.zeros(1, int)
-        cols = rng.integers(0, n_i, n_i)
-        means[b] = c[np.ix_(rows, cols)].mean()
-    return float(np.quantile(means, alpha / 2)), float(np.quantile(means, 1 - alpha / 2))
 
 
 def accuracy_table(runs: pd.DataFrame, predictions: Mapping[str, Mapping[str, pd.DataFrame]], *,
@@ -55,7 +36,7 @@ def accuracy_table(runs: pd.DataFrame, predictions: Mapping[str, Mapping[str, pd
         for target, df in predictions[r.checkpoint].items():
             rows.append({"model": model, "task": task, "source": r.source, "target": target, "seed": r.seed,
                          "condition": r.condition, "accuracy": float(df["correct"].mean()), "n": len(df),
-                         "frozen_layers": getattr(r, "frozen_layers", "")})
+                         "frozen_layers": FrozenLayers.parse(getattr(r, "frozen_layers", "")).text()})
     return pd.DataFrame(rows, columns=ACCURACY_COLUMNS + ["frozen_layers"])
 
 
@@ -67,7 +48,7 @@ def accuracy_summary(runs: pd.DataFrame, predictions: Mapping[str, Mapping[str, 
         targets = predictions[grp["checkpoint"].iloc[0]].keys()
         for t in targets:
             c = correct_matrix([predictions[ck][t] for ck in grp["checkpoint"]])
-            lo, hi = bootstrap_ci(c, n_boot=n_boot, seed=seed)
+            lo, hi = seed_item_mean_ci(c, n_boot=n_boot, seed=seed)
             per_seed = c.mean(axis=1)
             rows.append({"source": source, "condition": condition, "target": t, "accuracy": float(c.mean()),
                          "ci_low": lo, "ci_high": hi, "seed_sd": float(per_seed.std(ddof=1)) if len(per_seed) > 1
