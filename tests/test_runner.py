@@ -288,6 +288,30 @@ def test_a_copy_is_stale_for_its_own_reasons_only(out, monkeypatch):
     assert runner.staleness("smoke", sixth, per[sixth.name]) is None  # 06 never read claims.csv
 
 
+def test_a_copy_that_imported_a_module_since_moved_says_so(out):
+    """A copy made before the package was grouped by stage recorded names like ``xldrift.stats``."""
+    from xldrift.study import paths, provenance
+
+    _, nbs, per = _smoke_plan()
+    fifth = nbs[4]
+    _stamp(out, fifth, per[fifth.name], ["utils", "xldrift.analysis.stats"], [], [])
+    assert runner.staleness("smoke", fifth, per[fifth.name]) is None
+    executed = out / "notebooks" / "executed" / "smoke" / fifth.name
+    nb = json.loads(executed.read_text())
+    modules = nb["metadata"]["xldrift"]["modules"]
+    modules["xldrift.stats"] = modules.pop("xldrift.analysis.stats")
+    executed.write_text(json.dumps(nb))
+    assert runner.staleness("smoke", fifth, per[fifth.name]) == \
+        "module xldrift.stats no longer exists (moved or removed since the run)"
+    modules.update({"xldrift.io": "0", "xldrift.paths": "0", "xldrift.claims": "0", "xldrift.analysis.claims": "0"})
+    executed.write_text(json.dumps(nb))
+    assert runner.staleness("smoke", fifth, per[fifth.name]) == (
+        "modules xldrift.stats, xldrift.io, xldrift.paths and 1 more no longer exist (moved or removed since the run); "
+        "code changed: xldrift/analysis/claims.py")
+    assert provenance.module_file("xldrift.stats") is None
+    assert provenance.module_file("xldrift.analysis.stats") == paths.ROOT / "xldrift" / "analysis" / "stats.py"
+
+
 def test_a_docstring_edit_keeps_the_fingerprint_and_a_code_edit_does_not(tmp_path, monkeypatch):
     from xldrift.study import paths, provenance
 

@@ -221,11 +221,11 @@ def staleness(executed: Path, nb_path: Path, nb_params: dict[str, Any]) -> str |
         changed = sorted(k for k in set(now) | set(rec.get("parameters", {}))
                          if now.get(k) != rec.get("parameters", {}).get(k))
         return f"parameters changed: {', '.join(changed)}"
-    changed = [m for m, fp in rec.get("modules", {}).items() if module_fingerprint(m) != fp]
-    if changed:
-        files = [(module_file(m) or Path(m)).relative_to(paths.ROOT).as_posix() if module_file(m) else f"{m} (removed)"
-                 for m in changed]
-        return f"code changed: {', '.join(files)}"
+    recorded = rec.get("modules", {})
+    gone = [m for m in recorded if module_file(m) is None]
+    edited = [m for m, fp in recorded.items() if m not in gone and module_fingerprint(m) != fp]
+    if edited or gone:
+        return code_change(edited, gone)
     for rel, digest in rec.get("inputs", {}).items():
         now_digest = file_digest(paths.out_root() / rel)
         if now_digest != digest:
@@ -238,6 +238,32 @@ def staleness(executed: Path, nb_path: Path, nb_params: dict[str, Any]) -> str |
         if now_digest != digest:
             return f"output {rel} {'missing' if now_digest is None else 'changed since the run'}"
     return None
+
+
+def code_change(edited: list[str], gone: list[str], shown: int = 3) -> str:
+    """Why recorded modules no longer match: the files of those edited, the names of those gone.
+
+    A module is gone when no file of that name exists any more: it was removed, or moved when
+    the package was reorganised (a copy made before ``xldrift/`` was grouped by stage recorded
+    ``xldrift.stats``, now ``xldrift.analysis.stats``).
+
+    Args:
+        edited: dotted names of recorded modules whose code changed.
+        gone: dotted names of recorded modules with no file now.
+        shown: how many gone modules to name before counting the rest.
+
+    Returns:
+        e.g. ``code changed: xldrift/analysis/stats.py`` or ``modules xldrift.claims, xldrift.io and
+        4 more no longer exist (moved or removed since the run)``; both joined by ``; ``, the gone first.
+    """
+    parts = []
+    if gone:  # first: a module that moved explains the rest (its package's files changed too)
+        names = ", ".join(gone[:shown]) + (f" and {len(gone) - shown} more" if len(gone) > shown else "")
+        verb = "no longer exists" if len(gone) == 1 else "no longer exist"
+        parts.append(f"module{'s' if len(gone) > 1 else ''} {names} {verb} (moved or removed since the run)")
+    if edited:
+        parts.append("code changed: " + ", ".join(module_file(m).relative_to(paths.ROOT).as_posix() for m in edited))
+    return "; ".join(parts)
 
 
 def short_commit(commit: str | None) -> str:
