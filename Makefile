@@ -23,7 +23,7 @@ $(STAMP): pyproject.toml constraints.txt
 	touch $@
 
 model: setup
-	$(BIN)/python -c "from xldrift.models import load_encoder; load_encoder()"
+	$(BIN)/python -c "from xldrift.model.loading import load_encoder; load_encoder()"
 
 study: model
 	$(BIN)/python run_study.py --profile $(PROFILE)

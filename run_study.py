@@ -5,7 +5,7 @@ import sys
 
 if __name__ == "__main__":
     try:
-        from xldrift.runner import main
+        from xldrift.study.runner import main
 
         sys.exit(main())
     except KeyboardInterrupt:  # before any notebook started (the runner handles it after)

@@ -1,9 +1,10 @@
 """The notebooks' one import: ``import utils as U``.
 
-Gives the package's modules as attributes (``U.drift``, ``U.stats``), each
-imported on first use, so that a notebook's kernel loads only the modules it
-uses (the runner records them: a change elsewhere leaves its executed copy
-current). Adds what only notebooks need: parameter set-up, the navigation
+Gives the package's modules as attributes under short names (``U.drift`` is
+``xldrift.analysis.drift``, ``U.models`` is ``xldrift.model.loading``; see
+:data:`MODULES`), each imported on first use, so that a notebook's kernel
+loads only the modules it uses (the runner records them: a change elsewhere
+leaves its executed copy current). Adds what only notebooks need: parameter set-up, the navigation
 line, tidy table display and figure saving.
 """
 
@@ -30,20 +31,59 @@ if str(ROOT) not in sys.path:  # notebooks run from notebooks/
 
 import importlib  # noqa: E402
 
-from xldrift import io, params, paths  # noqa: E402
+from xldrift.study import config as params  # noqa: E402
+from xldrift.study import io, paths  # noqa: E402
 
-MODULES = (
-    "bootstrap", "claims", "classifier", "correlation", "data", "drift", "drift_summary", "evaluate", "extract",
-    "finetune", "fingerprint", "frozen", "intervention", "io", "languages", "metrics", "models", "pairs", "paper",
-    "params", "paths", "plots", "pooling", "precomputed", "pretraining", "projection", "prose",
-    "representation_cache", "representations", "setups", "splits", "stats", "tokens", "transfer", "typology",
-)
+# The notebooks' short names, each the module of the package it stands for (grouped by stage).
+MODULES: dict[str, str] = {
+    # data: notebook 01
+    "data": "xldrift.data.tasks",
+    "languages": "xldrift.data.languages",
+    "splits": "xldrift.data.splits",
+    "tokens": "xldrift.data.tokens",
+    # model: notebooks 02, 03 and 06
+    "classifier": "xldrift.model.classifier",
+    "evaluate": "xldrift.model.evaluate",
+    "finetune": "xldrift.model.finetune",
+    "fingerprint": "xldrift.model.fingerprint",
+    "frozen": "xldrift.model.frozen",
+    "models": "xldrift.model.loading",
+    "setups": "xldrift.model.setups",
+    "transfer": "xldrift.model.transfer",
+    # representations: notebook 03
+    "extract": "xldrift.representations.extract",
+    "pooling": "xldrift.representations.pooling",
+    "representation_cache": "xldrift.representations.cache",
+    "representations": "xldrift.representations.index",
+    # analysis: notebooks 04 to 07
+    "bootstrap": "xldrift.analysis.bootstrap",
+    "claims": "xldrift.analysis.claims",
+    "correlation": "xldrift.analysis.correlation",
+    "drift": "xldrift.analysis.drift",
+    "drift_summary": "xldrift.analysis.drift_summary",
+    "intervention": "xldrift.analysis.intervention",
+    "metrics": "xldrift.analysis.metrics",
+    "pairs": "xldrift.analysis.pairs",
+    "paper": "xldrift.analysis.paper",
+    "precomputed": "xldrift.analysis.precomputed",
+    "pretraining": "xldrift.analysis.pretraining",
+    "projection": "xldrift.analysis.projection",
+    "prose": "xldrift.analysis.prose",
+    "stats": "xldrift.analysis.stats",
+    "typology": "xldrift.analysis.typology",
+    # plots: one module per notebook, every figure function re-exported by the package
+    "plots": "xldrift.plots",
+    # study: parameters and paths
+    "io": "xldrift.study.io",
+    "params": "xldrift.study.config",
+    "paths": "xldrift.study.paths",
+}
 
 
 def __getattr__(name: str) -> types.ModuleType:
-    """``U.<module>`` imports ``xldrift.<module>`` on first use."""
+    """``U.<name>`` imports the module :data:`MODULES` maps it to, on first use."""
     if name in MODULES:
-        module = importlib.import_module(f"xldrift.{name}")
+        module = importlib.import_module(MODULES[name])
         globals()[name] = module
         return module
     raise AttributeError(f"module 'utils' has no attribute {name!r}; package modules: {', '.join(MODULES)}")
@@ -99,16 +139,16 @@ def setup(number: str, profile: str, overrides: dict[str, Any]) -> params.StudyC
     """The notebook's config: built from the runner's validated values, or resolved here in an interactive run.
 
     Under the runner (``XLDRIFT_RUNNER=1``) ``overrides`` are the values the runner has already
-    validated (:meth:`~xldrift.params.StudyConfig.overrides`), so the config is built from them as
+    validated (:meth:`~xldrift.study.config.StudyConfig.overrides`), so the config is built from them as
     they are. Run interactively, ``profile`` must be a scratch one and ``overrides`` are checked
     here, as the runner would check them. Either way the parameters are validated once. Seeds
     ``random`` and numpy, creates the output folders and records the fields this notebook uses
-    (:data:`xldrift.params.NOTEBOOK_FIELDS`) in ``results/<profile>/config.json``.
+    (:data:`xldrift.study.config.NOTEBOOK_FIELDS`) in ``results/<profile>/config.json``.
 
     Args:
         number: the notebook's two-digit number.
         profile: the profile name (the folder of results and figures).
-        overrides: ``{field: value}`` that differ from the defaults of :class:`~xldrift.params.StudyConfig`.
+        overrides: ``{field: value}`` that differ from the defaults of :class:`~xldrift.study.config.StudyConfig`.
 
     Returns:
         The config; ``cfg.targets`` (the resolved languages), ``cfg.results`` and ``cfg.figures``
@@ -140,7 +180,7 @@ def config_table(cfg: params.StudyConfig, number: str) -> pd.DataFrame:
     """The fields notebook ``number`` uses, with their values, where each value comes from and what it means.
 
     Returns:
-        One row per field (:data:`xldrift.params.NOTEBOOK_FIELDS`): ``parameter, value, set by, meaning``;
+        One row per field (:data:`xldrift.study.config.NOTEBOOK_FIELDS`): ``parameter, value, set by, meaning``;
         ``set by`` is ``default`` or ``profile`` (the profile, its file or ``--set`` under the runner, the
         ``overrides`` cell in an interactive run).
     """

@@ -1,7 +1,7 @@
 """What verifying cache entries costs, set against the work each entry saves.
 
 Every cache entry records its files' sizes and SHA-256 when it is written
-(:mod:`xldrift.cachecheck`); reading it checks the sizes every time and the
+(:mod:`xldrift.study.cachecheck`); reading it checks the sizes every time and the
 hashes once per process and entry. This measures, at the study's sizes:
 
 * SHA-256 throughput on this machine;
@@ -52,7 +52,8 @@ def _median_time(fn: Callable[[], Any], repeats: int, setup: Callable[[], Any] |
 
 def _checkpoint_like(dest: Path) -> Path:
     """A checkpoint folder with the embedded model's files (hard links where possible), sealed as fine-tuning seals it."""
-    from xldrift import cachecheck, io, models, paths
+    from xldrift.model import loading as models
+    from xldrift.study import cachecheck, io, paths
 
     src = paths.models_cache() / models.DEFAULT_MODEL
     models.load_tokenizer(models.DEFAULT_MODEL)  # builds the embedded model on first use
@@ -71,7 +72,8 @@ def _checkpoint_like(dest: Path) -> Path:
 
 def run(repeats: int = 3, extraction_items_per_s: float | None = None) -> dict[str, Any]:
     """Time verification of each kind of entry; return the numbers for ``results.json``."""
-    from xldrift import cachecheck, evaluate, models
+    from xldrift.model import evaluate, loading as models
+    from xldrift.study import cachecheck
 
     out: dict[str, Any] = {"repeats": repeats}
     with tempfile.TemporaryDirectory(prefix="bench-cache-") as tmp:

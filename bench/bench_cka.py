@@ -2,7 +2,7 @@
 
 Linear CKA (Kornblith et al. 2019) can be computed from ``d x d`` products,
 ``||Y^T X||_F^2 / (||X^T X||_F ||Y^T Y||_F)`` after centring the columns
-(``xldrift.metrics.linear_cka``), or from ``n x n`` Gram matrices. Three forms
+(``xldrift.analysis.metrics.linear_cka``), or from ``n x n`` Gram matrices. Three forms
 are timed on the same float64 inputs:
 
 - ``gram`` (the baseline of the target): the procedure of the reference
@@ -15,7 +15,7 @@ are timed on the same float64 inputs:
   matrices, divided by both Frobenius norms.
 - ``gram_lean``: a stricter baseline, the same Gram form written for speed
   (centring in place, no symmetry check, no copies).
-- ``feature``: ``xldrift.metrics.linear_cka``: one centred float64 copy per
+- ``feature``: ``xldrift.analysis.metrics.linear_cka``: one centred float64 copy per
   input, a symmetric rank-k update (BLAS syrk) per input for the self-terms
   and one general product (gemm) for ``Y^T X``.
 
@@ -29,7 +29,7 @@ comes from the Gram form's memory passes.
 
 Many comparisons share a representation (drift of every seed against one
 pre-trained state; alignment of every target with the source), and
-``xldrift.metrics.prepare`` does an input's share once: the bench also times
+``xldrift.analysis.metrics.prepare`` does an input's share once: the bench also times
 ``prepare`` (centring + syrk, ``n d^2``) and a comparison of two prepared
 inputs (one gemm, ``2 n d^2``), and projects the paper's drift grid (15
 sources x 15 targets x 13 layers, n = 5,010, d = 768) for every form: with
@@ -61,7 +61,7 @@ from threadpoolctl import threadpool_info, threadpool_limits
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from xldrift.metrics import linear_cka, prepare  # noqa: E402
+from xldrift.analysis.metrics import linear_cka, prepare  # noqa: E402
 
 N_ITEMS = 5010
 DIMS = (384, 768)

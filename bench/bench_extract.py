@@ -3,7 +3,7 @@
 Both encode the same XNLI test pairs (premise-hypothesis, as the classifier
 sees them) with the same model and the same number of threads:
 
-- ours (``xldrift.extract.extract``): inference mode, items sorted by length,
+- ours (``xldrift.representations.extract.extract``): inference mode, items sorted by length,
   batches of 64 padded to their longest item, pooling inside the loop;
 - the paper's approach (released code of Philippy et al. 2023): items in file
   order, batches of 32 padded to 128 tokens, every hidden state kept, pooled
@@ -38,8 +38,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from xldrift import data  # noqa: E402
-from xldrift.extract import extract  # noqa: E402
+from xldrift.data import tasks as data  # noqa: E402
+from xldrift.representations.extract import extract  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_cka import _cpu_name  # noqa: E402  (one CPU probe for every benchmark)
@@ -151,11 +151,11 @@ def run(n_items: int = 2000, repeats: int = 3, model_name: str = "e5-small-q4",
     Args:
         n_items: XNLI English test pairs to encode.
         repeats: timed runs of each approach; medians are reported.
-        model_name: anything ``xldrift.models.load_encoder`` accepts (a tiny
+        model_name: anything ``xldrift.model.loading.load_encoder`` accepts (a tiny
             local model directory makes a quick smoke run).
         batch_size: our batch size.
     """
-    from xldrift.models import load_encoder
+    from xldrift.model.loading import load_encoder
 
     load_start = os.getloadavg()[0]
     tokenizer, model = load_encoder(model_name)

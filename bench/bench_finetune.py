@@ -47,8 +47,8 @@ PHASES = ("forward", "backward", "clip", "optimizer", "zero_grad")
 def _batches(tokenizer: Any, n_steps: int, batch_size: int = 32, max_length: int = 128) -> list[dict]:
     from transformers import DataCollatorWithPadding
 
-    from xldrift import data
-    from xldrift.classifier import encode
+    from xldrift.data import tasks as data
+    from xldrift.model.classifier import encode
 
     df = data.load_split("xnli", "en", "dev").iloc[: n_steps * batch_size]
     items = encode(tokenizer, df, max_length, labels=True)
@@ -149,9 +149,9 @@ SETTINGS = {"all_weights": False, "embeddings_frozen": True}
 
 def run(n_steps: int = 6, repeats: int = 2, model_name: str = "e5-small-q4") -> dict:
     """Time both variants in both settings, ``repeats`` runs of ``n_steps`` steps each."""
-    from xldrift.classifier import EncoderClassifier, freeze
-    from xldrift.finetune import set_threads
-    from xldrift.models import load_encoder
+    from xldrift.model.classifier import EncoderClassifier, freeze
+    from xldrift.model.finetune import set_threads
+    from xldrift.model.loading import load_encoder
 
     if n_steps < 3:
         raise ValueError(f"n_steps must be at least 3 (the first step is not timed), got {n_steps}")

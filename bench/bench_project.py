@@ -33,7 +33,8 @@ sys.path.insert(0, str(ROOT))
 
 def counts(profile: str) -> dict:
     """Fine-tunings, steps, evaluation and extraction items the profile implies, from its parameters."""
-    from xldrift import runner, setups
+    from xldrift.model import setups
+    from xldrift.study import runner
 
     p, _ = runner.plan(profile, {}, None)
     notebooks = set(runner.profile_notebooks(profile))
@@ -58,7 +59,7 @@ def comparisons(p: Any, targets: list[str], seeds: int, n_layers: int = 12) -> d
     Drift: one per (source, seed, target, scored layer); alignment: one per (source,
     seed, target other than the source, layer) after fine-tuning and one per
     (source, other target, layer) before. Scored layers: 1..L for ``cls`` pooling and
-    0..L for ``mean`` (:func:`xldrift.pooling.layers_for`).
+    0..L for ``mean`` (:func:`xldrift.representations.pooling.layers_for`).
     """
     layers = sum(n_layers + (pool == "mean") for pool in p.poolings)
     sources = len(p.source_languages)
@@ -90,8 +91,8 @@ def layer_seconds(timings: dict[str, dict], n: int) -> dict[str, float]:
 
 def mean_tokens(task: str, model: str = "e5-small-q4", split: str = "test") -> float:
     """Mean tokens per item (a pair for XNLI, a sentence for SIB-200) over every language's ``split``."""
-    from xldrift import data
-    from xldrift.models import load_tokenizer
+    from xldrift.data import tasks as data
+    from xldrift.model.loading import load_tokenizer
 
     tok = load_tokenizer(model)
     total = count = 0

@@ -3,7 +3,7 @@
 For each ``n`` in :data:`N_DRIFT` (500, 1,000, 2,000 and the full XNLI test
 set, 5,010 pairs) two components are timed on this machine:
 
-- extraction: ``xldrift.extract.extract`` on the first ``n`` English XNLI
+- extraction: ``xldrift.representations.extract.extract`` on the first ``n`` English XNLI
   test pairs with the embedded model (both poolings, batch 64, max length
   128), one model state. Sizes up to :data:`MEASURE_EXTRACTION_UP_TO` are
   timed (median of ``repeats``); larger sizes are *projected* from the
@@ -11,7 +11,7 @@ set, 5,010 pairs) two components are timed on this machine:
   count of the first ``n`` pairs (marked ``projected: true``). Extraction is
   linear in tokens once batches are sorted by length; the projection is
   checked by predicting the second timed size from the first.
-- drift metrics for one language: ``xldrift.metrics.similarity`` for
+- drift metrics for one language: ``xldrift.analysis.metrics.similarity`` for
   ``linear_cka`` (Kornblith et al. 2019), ``debiased_cka`` (Song et al. 2012;
   Nguyen, Raghu & Kornblith 2021) and ``rbf_cka`` (Kornblith et al. 2019) on a
   random float32 ``(n, 384)`` pair, really computed at every ``n``. Each of
@@ -44,9 +44,9 @@ import torch
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
-from xldrift.data import load_split  # noqa: E402
-from xldrift.extract import encode_inputs, extract  # noqa: E402
-from xldrift.metrics import similarity  # noqa: E402
+from xldrift.data.tasks import load_split  # noqa: E402
+from xldrift.representations.extract import encode_inputs, extract  # noqa: E402
+from xldrift.analysis.metrics import similarity  # noqa: E402
 
 N_DRIFT: tuple[int, ...] = (500, 1000, 2000, 5010)
 MEASURE_EXTRACTION_UP_TO = 1000
@@ -193,7 +193,7 @@ def run(ns: Sequence[int] = N_DRIFT, repeats: int = 3, measure_extraction_up_to:
         repeats: timed runs per measurement; medians are reported.
         measure_extraction_up_to: largest ``n`` whose extraction is timed;
             larger ones are projected (``projected: true``).
-        model_name: anything ``xldrift.models.load_encoder`` accepts.
+        model_name: anything ``xldrift.model.loading.load_encoder`` accepts.
         plot_path: where to save the log-log plot (``None``: no plot).
 
     Returns:
@@ -201,7 +201,7 @@ def run(ns: Sequence[int] = N_DRIFT, repeats: int = 3, measure_extraction_up_to:
         (keyed by ``str(n)``), growth exponents, the projection check and
         the machine's threads and load.
     """
-    from xldrift.models import load_encoder
+    from xldrift.model.loading import load_encoder
 
     ns = sorted(int(n) for n in ns)
     if not ns or ns[0] < 8:

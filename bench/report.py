@@ -17,7 +17,7 @@ from typing import Any, Callable
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from xldrift.io import atomic_path  # noqa: E402
+from xldrift.study.io import atomic_path  # noqa: E402
 
 logger = logging.getLogger(__name__)
 

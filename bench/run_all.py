@@ -127,12 +127,12 @@ def cold_run(profile: str, root: Path | None = None) -> dict:
 
 
 def _profile_notebooks(profile: str, commit: str | None = None) -> list[str]:
-    """The notebooks a profile runs (``xldrift.runner.profile_notebooks``); at ``commit`` when git knows it.
+    """The notebooks a profile runs (``xldrift.study.runner.profile_notebooks``); at ``commit`` when git knows it.
 
     A run is complete when it executed the notebooks that existed at the commit it ran at; a notebook
     added since is not missing from it.
     """
-    from xldrift import runner
+    from xldrift.study import runner
 
     now = runner.profile_notebooks(profile)
     sha = (commit or "").split("+")[0]

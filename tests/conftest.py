@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from xldrift import data
+from xldrift.data import tasks as data
 
 @pytest.fixture(autouse=True)
 def _fresh_data_cache():

@@ -37,7 +37,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from xldrift.verify import Tolerance  # noqa: E402
+from xldrift.study.verify import Tolerance  # noqa: E402
 
 GOLDEN = ROOT / "tests" / "golden" / "smoke"
 

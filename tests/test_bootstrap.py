@@ -1,4 +1,4 @@
-"""Tests for xldrift.bootstrap: each bootstrap on data with a known answer."""
+"""Tests for xldrift.analysis.bootstrap: each bootstrap on data with a known answer."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from xldrift import bootstrap as B
+from xldrift.analysis import bootstrap as B
 
 
 def test_block_sizes_cover_the_total():

@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from xldrift import claims as C
-from xldrift import stats as S
+from xldrift.analysis import claims as C
+from xldrift.analysis import stats as S
 
 LAYERS = list(range(1, 13))
 SIG, NONE = 0.001, 0.5

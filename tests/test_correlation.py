@@ -12,9 +12,10 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 
-from xldrift import correlation as C  # noqa: E402
-from xldrift import claims, plots, stats  # noqa: E402
-from xldrift import pretraining as PT  # noqa: E402
+from xldrift.analysis import correlation as C  # noqa: E402
+from xldrift import plots
+from xldrift.analysis import claims, stats  # noqa: E402
+from xldrift.analysis import pretraining as PT  # noqa: E402
 
 TARGETS = ["t%02d" % i for i in range(14)]
 
@@ -99,7 +100,8 @@ def test_pretraining_covariate_lookup_and_macrolanguage():
 
 
 def test_committed_covariate_covers_every_xnli_language():
-    from xldrift import languages, paths
+    from xldrift.data import languages
+    from xldrift.study import paths
 
     table = languages.language_table(sorted(languages.XNLI_LANGUAGES), "xnli")
     sizes = pd.read_csv(paths.ROOT / "data" / "pretraining_size.csv")
@@ -218,7 +220,7 @@ def test_verdicts_follow_the_built_in_relation(study):
 def test_findings_quote_the_table(study):
     _, corr = study
     variant = dict(database="lang2vec", pooling="cls", metric="linear_cka", method="pearson")
-    from xldrift import claims
+    from xldrift.analysis import claims
 
     verdicts = claims.evaluate_claims(corr, primary=variant)
     lines = C.findings(corr, verdicts, claims.verdict_grid(corr, 0.05), variant, 0.05, "holm")

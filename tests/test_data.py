@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from xldrift import data, languages, splits
+from xldrift.data import languages, splits, tasks as data
 
 
 def test_xnli_schema_and_groups():

@@ -1,4 +1,4 @@
-"""Tests for xldrift.drift on small synthetic representation files."""
+"""Tests for xldrift.analysis.drift on small synthetic representation files."""
 
 from __future__ import annotations
 
@@ -14,11 +14,11 @@ import pandas as pd
 import pytest
 from safetensors.numpy import save_file
 
-from xldrift import drift as D
-from xldrift import drift_summary as S
-from xldrift import projection as P
-from xldrift import representations as R
-from xldrift import metrics as M
+from xldrift.analysis import drift as D
+from xldrift.analysis import drift_summary as S
+from xldrift.analysis import projection as P
+from xldrift.representations import index as R
+from xldrift.analysis import metrics as M
 from xldrift import plots
 
 N_ITEMS, HIDDEN, N_LAYERS = 40, 8, 4  # N_LAYERS counts the embeddings as layer 0

@@ -1,4 +1,4 @@
-"""Tests for xldrift.extract on tiny random BERTs built locally."""
+"""Tests for xldrift.representations.extract on tiny random BERTs built locally."""
 
 from __future__ import annotations
 
@@ -16,9 +16,9 @@ import pytest
 import torch
 from transformers import BertConfig, BertForSequenceClassification, BertModel, BertTokenizerFast
 
-from xldrift import extract as X
-from xldrift import fingerprint as FP
-from xldrift import representation_cache as RC
+from xldrift.representations import extract as X
+from xldrift.model import fingerprint as FP
+from xldrift.representations import cache as RC
 
 WORDS = ["the", "cat", "dog", "sat", "on", "mat", "a", "big", "small", "red", "ran", "home", "is", "not"]
 LETTERS = list("abcdefghijklmnopqrstuvwxyz")
@@ -294,7 +294,7 @@ def test_state_reused_for_other_weights_raises(tokenizer, cache):
 def test_extract_languages_loads_once(tokenizer, cache, caplog):
     model, calls = tiny_model(), []
     data = {"en": items(7, seed=1), "de": items(9, seed=2), "sw": items(4, seed=3, pairs=False)}
-    with caplog.at_level("INFO", logger="xldrift.representation_cache"):
+    with caplog.at_level("INFO", logger="xldrift.representations.cache"):
         out = RC.extract_languages("pre", loader(model, tokenizer, calls), data, batch_size=4, progress=False)
     assert calls == [1] and "items/s" in caplog.text
     assert {k: v["cls"].shape for k, v in out.items()} == {"en": (3, 7, 32), "de": (3, 9, 32), "sw": (3, 4, 32)}
@@ -307,7 +307,7 @@ def test_extract_languages_loads_once(tokenizer, cache, caplog):
 SCRIPT = """
 import sys, time, torch, pandas as pd
 from transformers import BertModel, BertTokenizerFast
-from xldrift import representation_cache as RC
+from xldrift.representations import cache as RC
 torch.set_num_threads(1)
 model = BertModel.from_pretrained(sys.argv[1]).eval()
 tok = BertTokenizerFast.from_pretrained(sys.argv[1])
@@ -323,7 +323,7 @@ def test_sigkill_mid_extraction_then_rerun(tokenizer, cache, tmp_path, monkeypat
     tokenizer.save_pretrained(model_dir)
     df.to_pickle(tmp_path / "items.pkl")
     (tmp_path / "run.py").write_text(SCRIPT)
-    env = {**os.environ, "PYTHONPATH": str(Path(X.__file__).parents[1])}
+    env = {**os.environ, "PYTHONPATH": str(Path(X.__file__).parents[2])}
     proc = subprocess.Popen([sys.executable, str(tmp_path / "run.py"), str(model_dir), str(tmp_path / "items.pkl")],
                             env=env)
     deadline = time.time() + 60

@@ -1,4 +1,4 @@
-"""Tests for xldrift.finetune and xldrift.evaluate on tiny local BERT models."""
+"""Tests for xldrift.model.finetune and xldrift.model.evaluate on tiny local BERT models."""
 
 from __future__ import annotations
 
@@ -20,10 +20,10 @@ import transformers
 from safetensors.torch import load_file
 from transformers import BertConfig, BertModel, BertTokenizerFast, TrainerCallback
 
-from xldrift import evaluate as ev
-from xldrift import finetune as ft
-from xldrift import io, paths
-from xldrift.params import StudyConfig
+from xldrift.model import evaluate as ev
+from xldrift.model import finetune as ft
+from xldrift.study import io, paths
+from xldrift.study.config import StudyConfig
 
 REPO = Path(__file__).resolve().parents[1]
 FILLER = list("cdefghijklmnop")
@@ -123,7 +123,7 @@ def test_manifest_and_layout(trained):
     assert m["optimizer"] == "adamw_torch_fused"  # CPU
     for name in ("encoder", "tokenizer", ft.HEAD_FILE, ft.HISTORY_FILE):
         assert (trained / name).exists()
-    from xldrift.models import load_encoder
+    from xldrift.model.loading import load_encoder
 
     _, enc = load_encoder(str(trained / "encoder"))
     assert enc.pooler is None
@@ -169,7 +169,7 @@ def test_optimizer_name_per_device():
 
 # ------------------------------------------------------------------ freezing
 def _classifier(model_dir: Path, **kw) -> ft.EncoderClassifier:
-    from xldrift.models import load_encoder
+    from xldrift.model.loading import load_encoder
 
     _, enc = load_encoder(str(model_dir))
     transformers.set_seed(0)
@@ -332,7 +332,7 @@ KILL_SCRIPT = textwrap.dedent("""
     import os, signal, sys
     import pandas as pd
     from transformers import TrainerCallback
-    from xldrift import finetune as ft
+    from xldrift.model import finetune as ft
     from tests.test_finetune import TRAIN, VAL, make_cfg
 
     class Kill(TrainerCallback):

@@ -1,4 +1,4 @@
-"""Tests for xldrift.frozen and xldrift.pooling: the values tables and notebooks share."""
+"""Tests for xldrift.model.frozen and xldrift.representations.pooling: the values tables and notebooks share."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from xldrift.frozen import FrozenLayers, normalise_column
-from xldrift.pooling import POOLINGS, layers_for
+from xldrift.model.frozen import FrozenLayers, normalise_column
+from xldrift.representations.pooling import POOLINGS, layers_for
 
 
 def test_frozen_layers_sorted_unique_and_text_round_trips():

@@ -13,7 +13,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from xldrift import params, paths, runner, splits
+from xldrift.data import splits
+from xldrift.study import config as params, paths, runner
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))

@@ -1,4 +1,4 @@
-"""Tests for xldrift.intervention (layer choice, control sets, tables) and xldrift.gains (statistics, verdict)."""
+"""Tests for xldrift.analysis.intervention (layer choice, control sets, tables) and xldrift.analysis.gains (statistics, verdict)."""
 
 from __future__ import annotations
 
@@ -13,11 +13,11 @@ import torch
 import transformers
 from transformers import BertConfig, BertModel
 
-from xldrift import claims
-from xldrift import finetune as ft
-from xldrift import intervention as iv
-from xldrift.classifier import EncoderClassifier, freeze
-from xldrift.params import StudyConfig
+from xldrift.analysis import claims
+from xldrift.model import finetune as ft
+from xldrift.analysis import intervention as iv
+from xldrift.model.classifier import EncoderClassifier, freeze
+from xldrift.study.config import StudyConfig
 
 # ------------------------------------------------------------------ selection
 # Genetic/lang2vec/cls/linear_cka/pearson r per layer 0..6. Layer 0 (embeddings) is the most negative

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from xldrift import io
+from xldrift.study import io
 
 
 def test_write_csv_keeps_a_file_that_differs_only_in_float_noise(tmp_path):

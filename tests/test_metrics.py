@@ -1,4 +1,4 @@
-"""Tests for xldrift.metrics against direct textbook forms written here."""
+"""Tests for xldrift.analysis.metrics against direct textbook forms written here."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import torch
 from scipy.linalg import orthogonal_procrustes
 from scipy.spatial.distance import pdist, squareform
 
-from xldrift import metrics as M
+from xldrift.analysis import metrics as M
 
 NAMES = ("linear_cka", "debiased_cka", "rbf_cka", "procrustes")
 

@@ -1,4 +1,4 @@
-"""Tests for xldrift.e5s1 (parsing, conversion) and xldrift.models (loading, errors)."""
+"""Tests for xldrift.model.e5s1 (parsing, conversion) and xldrift.model.loading (loading, errors)."""
 
 from __future__ import annotations
 
@@ -16,7 +16,8 @@ import torch
 from tokenizers import Tokenizer, models as tk_models, pre_tokenizers
 from transformers import BertConfig, BertModel, PreTrainedTokenizerFast
 
-from xldrift import e5s1, io, models, paths
+from xldrift.model import e5s1, loading as models
+from xldrift.study import io, paths
 
 TINY = dict(H=32, NL=2, NH=2, FF=64, VOC=12, MAXP=16, TVS=2, eps=1e-12)
 PIECES = ["<s>", "<pad>", "</s>", "<unk>", "▁a", "▁b", "▁c", "ä", "猫"]
@@ -311,7 +312,7 @@ def test_embedded_build_is_verified_and_idempotent(e5):
 def test_compute_device_follows_the_environment(monkeypatch):
     import torch
 
-    from xldrift.models import DEVICE_ENV, compute_device
+    from xldrift.model.loading import DEVICE_ENV, compute_device
 
     monkeypatch.setenv(DEVICE_ENV, "cpu")
     assert compute_device() == torch.device("cpu")

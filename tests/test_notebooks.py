@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 
 import utils as U
-from xldrift import provenance, runner, verify
+from xldrift.study import provenance, runner, verify
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import golden  # noqa: E402
@@ -76,7 +76,7 @@ def test_smoke_profile_runs_the_whole_sequence(tmp_path):
     assert records["01"]["inputs"] == {}
     assert "results/smoke/drift.csv" in records["05"]["inputs"]
     assert "results/smoke/items.csv" in records["02"]["inputs"]
-    assert "xldrift.metrics" in records["04"]["modules"] and "xldrift.finetune" not in records["01"]["modules"]
+    assert "xldrift.analysis.metrics" in records["04"]["modules"] and "xldrift.model.finetune" not in records["01"]["modules"]
     # an unchanged second run finds every executed copy current, says so in one line and rewrites nothing
     before = {p: p.read_bytes() for p in executed}
     again = subprocess.run([sys.executable, str(ROOT / "run_study.py"), "--profile", "smoke"], cwd=ROOT, env=env,

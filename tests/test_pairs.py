@@ -10,8 +10,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from xldrift import pairs as P
-from xldrift import stats as S
+from xldrift.analysis import pairs as P
+from xldrift.analysis import stats as S
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from test_claims import MIXED, SUPPORTED  # noqa: E402

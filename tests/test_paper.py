@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from xldrift import claims, correlation, paper, precomputed, stats
+from xldrift.analysis import claims, correlation, paper, precomputed, stats
 
 
 def _table(langs: list[str], value) -> pd.DataFrame:

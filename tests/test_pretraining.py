@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from xldrift import pretraining as P
-from xldrift import stats
+from xldrift.analysis import pretraining as P
+from xldrift.analysis import stats
 
 VARIANT = {"database": "lang2vec", "pooling": "cls", "metric": "linear_cka", "method": "pearson"}
 

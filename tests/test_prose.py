@@ -1,4 +1,4 @@
-"""Tests for xldrift.prose: notebook 05's sentences say what its tables hold."""
+"""Tests for xldrift.analysis.prose: notebook 05's sentences say what its tables hold."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from xldrift import correlation, prose
+from xldrift.analysis import correlation, prose
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import golden  # noqa: E402

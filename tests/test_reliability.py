@@ -23,7 +23,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from xldrift import cachecheck, checks, data, io, locks, paths, runlog, runner
+from xldrift.data import tasks as data
+from xldrift.study import cachecheck, checks, io, locks, paths, runlog, runner
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -157,7 +158,7 @@ def cache(tmp_path, monkeypatch) -> Path:
 
 def _executed_copy(src: str, dst: str) -> None:
     """What a kernel leaves: the notebook, its injected last cell reporting no modules and no reads."""
-    from xldrift import provenance
+    from xldrift.study import provenance
 
     nb = json.loads(Path(src).read_text())
     for c in nb["cells"]:
@@ -173,7 +174,7 @@ def notices(tmp_path: Path) -> list[str]:
 
 
 def train_tiny(model_dir: Path, train: pd.DataFrame | None = None) -> Path:
-    from xldrift import finetune as ft
+    from xldrift.model import finetune as ft
 
     train = toy(32, seed=1) if train is None else train
     cfg = ft.FinetuneConfig(model=str(model_dir), task="toy", source="en", seed=0, epochs=1, learning_rate=1e-3,
@@ -186,7 +187,7 @@ def train_tiny(model_dir: Path, train: pd.DataFrame | None = None) -> Path:
 @pytest.fixture
 def predictions(tiny_bert, cache):
     """A checkpoint, 60 items of 'de' and their cached predictions file."""
-    from xldrift import evaluate as ev
+    from xldrift.model import evaluate as ev
 
     ckpt = train_tiny(tiny_bert)
     items = toy(60, seed=5)
@@ -196,7 +197,7 @@ def predictions(tiny_bert, cache):
 
 
 def _evaluate_again(ckpt, items):
-    from xldrift import evaluate as ev
+    from xldrift.model import evaluate as ev
 
     return ev.evaluate_cached(ckpt, "de", items, batch_size=16, max_length=16, progress=False)
 
@@ -248,7 +249,7 @@ def test_predictions_of_other_items_are_never_used(predictions, tmp_path):
 def test_truncated_checkpoint_is_moved_aside_and_trained_again(tiny_bert, cache, tmp_path, monkeypatch):
     # before: 02 passed on cached predictions, 03 failed with "SafetensorError: incomplete metadata" naming no
     # file, and every re-run failed the same way because manifest.json still marked the checkpoint complete
-    from xldrift import finetune as ft
+    from xldrift.model import finetune as ft
 
     ckpt = train_tiny(tiny_bert)
     run_id = io.read_manifest(ckpt)["run_id"]
@@ -316,7 +317,7 @@ def test_truncated_representations_are_recomputed_and_the_terminal_is_told(tiny_
     # before: detected and recomputed, but the warning showed only inside the executed notebook
     import papermill as pm
 
-    from xldrift import representation_cache as RC
+    from xldrift.representations import cache as RC
 
     first = RC.extract_cached("pre", _loader(tiny_bert), "en", _extract_items(), max_length=16, progress=False)
     (f,) = paths.representations_cache().rglob("en-*.safetensors")
@@ -342,7 +343,7 @@ def test_truncated_representations_are_recomputed_and_the_terminal_is_told(tiny_
 HOLD_ENTRY = """
 import sys, time
 from pathlib import Path
-from xldrift import locks
+from xldrift.study import locks
 entry = Path(sys.argv[1])
 with locks.entry_lock(entry, "fine-tuned checkpoint"):
     Path(sys.argv[2]).write_text("locked")
@@ -385,7 +386,8 @@ import pandas as pd
 from transformers import TrainerCallback
 sys.path.insert(0, sys.argv[2])
 from test_reliability import toy
-from xldrift import finetune as ft, io
+from xldrift.model import finetune as ft
+from xldrift.study import io
 
 marks = Path(sys.argv[3])
 
@@ -427,7 +429,7 @@ def test_two_processes_needing_one_checkpoint_train_it_once(tiny_bert, cache, tm
 
 def test_cleanup_never_touches_a_live_process_temporaries(cache):
     # before: _remove_stale_temps deleted another live process's .tmp-<key>.* folder
-    from xldrift import finetune as ft
+    from xldrift.model import finetune as ft
 
     target = paths.checkpoints_cache() / "xnli-en-s0-key"
     live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
@@ -451,7 +453,7 @@ def test_cleanup_never_touches_a_live_process_temporaries(cache):
 HOLD_PROFILE = """
 import sys, time
 from pathlib import Path
-from xldrift import locks
+from xldrift.study import locks
 with locks.profile_lock("smoke"):
     Path(sys.argv[1]).write_text("locked")
     time.sleep(30)

@@ -8,8 +8,8 @@ from dataclasses import replace
 
 import pytest
 
-from xldrift import params, runner
-from xldrift.params import StudyConfig
+from xldrift.study import config as params, runner
+from xldrift.study.config import StudyConfig
 
 
 @pytest.fixture
@@ -60,7 +60,7 @@ def test_missing_data_folder(capsys, out, monkeypatch, tmp_path):
 def test_an_altered_data_file_stops_check_naming_it_and_both_digests(capsys, out, monkeypatch, tmp_path):
     import shutil
 
-    from xldrift import data
+    from xldrift.data import tasks as data
 
     monkeypatch.delenv("XLDRIFT_DATA", raising=False)
     root = tmp_path / "data"
@@ -229,7 +229,7 @@ def _stamp(out, nb, nb_params, modules, reads, written) -> None:
     """An executed copy of ``nb`` whose record says it imported ``modules``, read ``reads`` and wrote ``written``."""
     import json
 
-    from xldrift import provenance
+    from xldrift.study import provenance
 
     rec = provenance.record(nb, nb_params, modules, [str(out / r) for r in reads], written, "smoke")
     d = out / "notebooks" / "executed" / "smoke"
@@ -238,17 +238,17 @@ def _stamp(out, nb, nb_params, modules, reads, written) -> None:
 
 
 def test_a_copy_is_stale_for_its_own_reasons_only(out, monkeypatch):
-    from xldrift import provenance
+    from xldrift.study import provenance
 
     values, nbs, per = _smoke_plan()
     first, fifth, sixth = nbs[0], nbs[4], nbs[5]
     _write(out, "results/smoke/items.csv", "x\n1\n")
-    _stamp(out, first, per[first.name], ["utils", "xldrift.data"], [], ["results/smoke/items.csv"])
+    _stamp(out, first, per[first.name], ["utils", "xldrift.data.tasks"], [], ["results/smoke/items.csv"])
     _write(out, "results/smoke/correlations.csv", "r\n0.5\n")
     _write(out, "results/smoke/claims.csv", "c\na\n")
-    _stamp(out, fifth, per[fifth.name], ["utils", "xldrift.stats"], ["results/smoke/items.csv"],
+    _stamp(out, fifth, per[fifth.name], ["utils", "xldrift.analysis.stats"], ["results/smoke/items.csv"],
            ["results/smoke/correlations.csv", "results/smoke/claims.csv"])
-    _stamp(out, sixth, per[sixth.name], ["utils", "xldrift.intervention"], ["results/smoke/correlations.csv"], [])
+    _stamp(out, sixth, per[sixth.name], ["utils", "xldrift.analysis.intervention"], ["results/smoke/correlations.csv"], [])
     assert [runner.staleness("smoke", nb, per[nb.name]) for nb in (first, fifth, sixth)] == [None, None, None]
     assert runner.staleness("smoke", nbs[2], per[nbs[2].name]) == "no executed copy"
 
@@ -264,8 +264,8 @@ def test_a_copy_is_stale_for_its_own_reasons_only(out, monkeypatch):
 
     # code: a module the notebook imported, named by its file; a module it never imported changes nothing
     real = provenance.module_fingerprint
-    monkeypatch.setattr(provenance, "module_fingerprint", lambda m: "edited" if m == "xldrift.stats" else real(m))
-    assert runner.staleness("smoke", fifth, per[fifth.name]) == "code changed: xldrift/stats.py"
+    monkeypatch.setattr(provenance, "module_fingerprint", lambda m: "edited" if m == "xldrift.analysis.stats" else real(m))
+    assert runner.staleness("smoke", fifth, per[fifth.name]) == "code changed: xldrift/analysis/stats.py"
     assert runner.staleness("smoke", first, per[first.name]) is None
     assert runner.staleness("smoke", sixth, per[sixth.name]) is None
     monkeypatch.setattr(provenance, "module_fingerprint", real)
@@ -288,8 +288,32 @@ def test_a_copy_is_stale_for_its_own_reasons_only(out, monkeypatch):
     assert runner.staleness("smoke", sixth, per[sixth.name]) is None  # 06 never read claims.csv
 
 
+def test_a_copy_that_imported_a_module_since_moved_says_so(out):
+    """A copy made before the package was grouped by stage recorded names like ``xldrift.stats``."""
+    from xldrift.study import paths, provenance
+
+    _, nbs, per = _smoke_plan()
+    fifth = nbs[4]
+    _stamp(out, fifth, per[fifth.name], ["utils", "xldrift.analysis.stats"], [], [])
+    assert runner.staleness("smoke", fifth, per[fifth.name]) is None
+    executed = out / "notebooks" / "executed" / "smoke" / fifth.name
+    nb = json.loads(executed.read_text())
+    modules = nb["metadata"]["xldrift"]["modules"]
+    modules["xldrift.stats"] = modules.pop("xldrift.analysis.stats")
+    executed.write_text(json.dumps(nb))
+    assert runner.staleness("smoke", fifth, per[fifth.name]) == \
+        "module xldrift.stats no longer exists (moved or removed since the run)"
+    modules.update({"xldrift.io": "0", "xldrift.paths": "0", "xldrift.claims": "0", "xldrift.analysis.claims": "0"})
+    executed.write_text(json.dumps(nb))
+    assert runner.staleness("smoke", fifth, per[fifth.name]) == (
+        "modules xldrift.stats, xldrift.io, xldrift.paths and 1 more no longer exist (moved or removed since the run); "
+        "code changed: xldrift/analysis/claims.py")
+    assert provenance.module_file("xldrift.stats") is None
+    assert provenance.module_file("xldrift.analysis.stats") == paths.ROOT / "xldrift" / "analysis" / "stats.py"
+
+
 def test_a_docstring_edit_keeps_the_fingerprint_and_a_code_edit_does_not(tmp_path, monkeypatch):
-    from xldrift import paths, provenance
+    from xldrift.study import paths, provenance
 
     pkg = tmp_path / "xldrift"
     pkg.mkdir()
@@ -305,7 +329,7 @@ def test_a_docstring_edit_keeps_the_fingerprint_and_a_code_edit_does_not(tmp_pat
 
 
 def test_code_text_drops_prose_and_keeps_code():
-    from xldrift import provenance
+    from xldrift.study import provenance
 
     src = ('"""Module."""\n\nimport os  # why\n\n\ndef f(x):\n    """Doc,\n    two lines."""\n'
            '    s = "# kept: inside a string"\n    return x + 1  # comment\n\n\ndef g():\n    """Only a docstring."""\n')

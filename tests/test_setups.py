@@ -7,7 +7,7 @@ from types import SimpleNamespace
 import pandas as pd
 import pytest
 
-from xldrift import setups
+from xldrift.model import setups
 
 
 def _params(**kw):

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from scipy import stats as st
 
-from xldrift import stats as S
+from xldrift.analysis import stats as S
 
 
 def _distance_design(rng, n_lang=12):

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from scipy.spatial import distance as spd
 
-from xldrift import typology as T
+from xldrift.analysis import typology as T
 
 CODES = {"en": "eng", "de": "deu", "th": "tha", "ar": "arb", "ur": "urd", "sw": "swh"}
 
@@ -105,7 +105,7 @@ def test_unknown_codes(caplog):
     codes = {"en": "eng", "de": "deu", "xx": "qqq"}
     with pytest.raises(ValueError, match="qqq"):
         T.compute_distances(codes, "en", cache=False, strict=True, kinds=["syntactic"])
-    with caplog.at_level(logging.WARNING, logger="xldrift.typology"):
+    with caplog.at_level(logging.WARNING, logger="xldrift.analysis.typology"):
         table, coverage = T.compute_distances(codes, "en", cache=False, kinds=["syntactic"])
     assert "xx" not in set(table["lang_b"])
     row = coverage[coverage.task_code == "xx"]
@@ -180,7 +180,7 @@ def test_top_level_families_from_uriel_genetic_features():
 
 
 def test_sib200_language_table_names_one_family_per_language():
-    from xldrift import languages
+    from xldrift.data import languages
 
     table = languages.language_table(["eng_Latn", "swh_Latn", "zul_Latn", "eus_Latn", "jpn_Jpan"], "sib200")
     fam = dict(zip(table["code"], table["family"]))

@@ -8,8 +8,8 @@ import math
 import pandas as pd
 import pytest
 
-from xldrift import verify
-from xldrift.verify import Tolerance
+from xldrift.study import verify
+from xldrift.study.verify import Tolerance
 
 
 def _frame(sim=(0.91, 0.52)) -> pd.DataFrame:

@@ -109,7 +109,7 @@ def strongest_scatter(pairs: pd.DataFrame, best: pd.DataFrame, *, label_max: int
     """One scatter per row of ``best`` (e.g. each kind at its strongest layer) with the OLS line, points labelled.
 
     Args:
-        pairs: the long pair table of :func:`xldrift.stats.pair_table`.
+        pairs: the long pair table of :func:`xldrift.analysis.stats.pair_table`.
         best: correlation rows (``x, y, layer, pooling, metric, database, r,
             ci_low, ci_high, p_adj, n``); each selects its cell in ``pairs``.
         label_max: points are labelled (target, or source→target) up to this many.
