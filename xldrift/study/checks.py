@@ -116,10 +116,15 @@ def check_layers(values: dict[str, Any]) -> None:
     """``freeze_k`` and ``umap_layers`` against the model's number of blocks."""
     if "freeze_k" not in values and "umap_layers" not in values:
         return
-    from xldrift.model import loading as models
+    from xldrift.model import embedded
     from xldrift.representations.pooling import layers_for
 
-    n_blocks = models.model_info(values["model"])["num_layers"]
+    if values["model"] in embedded.EMBEDDED:  # no torch import for the embedded model
+        n_blocks = embedded.num_layers(values["model"])
+    else:
+        from xldrift.model import loading
+
+        n_blocks = loading.model_info(values["model"])["num_layers"]
     k = values.get("freeze_k")
     if k is not None and not 1 <= k <= n_blocks:
         raise ParamError(f"freeze_k={k} is out of range: {values['model']} has {n_blocks} encoder blocks; "

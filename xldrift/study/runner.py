@@ -154,11 +154,16 @@ def plan(profile: str, sets: dict[str, Any], only: list[str] | None, *,
 
 
 def _check_model(name: str) -> None:
-    from xldrift.model import loading as models
+    from xldrift.model import embedded
 
     try:
-        models.check_available(name)
-    except models.ModelNotFoundError as e:
+        if name in embedded.EMBEDDED:  # its package files, without importing torch
+            embedded.check_files(name)
+        else:
+            from xldrift.model import loading
+
+            loading.check_available(name)
+    except embedded.ModelNotFoundError as e:
         raise params.ParamError(str(e)) from None
 
 
