@@ -227,7 +227,7 @@ def test_projection_with_fused_rates_and_default_verdict(tmp_path):
     report.write({"projection": sec}, path)
     text = path.read_text()
     verdict = "met" if c["projected_s_fused"]["fastest"] <= 1800 else "**missed**"
-    assert f"({verdict})" in _section(text, "## Profiles projected")
+    assert f"({verdict} by the projection)" in _section(text, "## Profiles projected")
     assert "2.00x" in text
 
 
@@ -367,3 +367,15 @@ def test_a_run_is_complete_with_the_notebooks_of_its_own_commit():
     then = run_all._profile_notebooks("default", "5ef7715")  # the cold run's commit had notebooks 01-06
     now = run_all._profile_notebooks("default")
     assert then == ["01", "02", "03", "04", "05", "06"] and set(then) < set(now)
+
+
+def test_a_measured_cold_run_is_the_default_verdict_over_the_projection():
+    import report
+
+    sec = {"profiles": {"default": {"projected_s_fused": {"fastest": 1200, "median": 1500}}},
+           "measured_cold": {"cold": True, "total_s": 2796.0, "commit": "d7301c70a036"}}
+    text = report.projection(sec)
+    assert "(met by the projection)" in text
+    assert "that run is the verdict: 46.6 min at commit d7301c7 (**missed**" in text
+    # a warm (or absent) run says nothing beyond the projection
+    assert "that run is the verdict" not in report.projection({**sec, "measured_cold": {"cold": False, "total_s": 60}})
